@@ -1,0 +1,665 @@
+//! The server's configuration: an optional `kodiai.toml`, overridden by environment variables,
+//! parsed once at start into a [`Config`] that is passed down (never a global).
+//!
+//! Every setting has one key in the file and, for most, one environment variable (the names of
+//! the seeds and SPEC §1). A bad value stops start-up with a [`ConfigError`]: one line naming the
+//! key, the value (masked when it is a secret) and what is expected.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kodiai_store::DatabaseLocation;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Serialize, Serializer};
+
+/// The process environment, captured once in `main` (tests pass their own).
+pub type Env = BTreeMap<String, String>;
+
+/// The file read when `--config` is not given, if it exists.
+pub const DEFAULT_FILE: &str = "kodiai.toml";
+
+/// What `config print` shows in place of a secret that is set.
+const MASK: &str = "********";
+
+/// The effective configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    /// Where kodiai keeps its files: the SQLite database, repository mirrors, reports.
+    pub data_dir: PathBuf,
+    /// Where ticket workspaces are cloned (`TICKETS_ROOT`).
+    pub tickets_root: PathBuf,
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub log: LogConfig,
+    pub github: GithubConfig,
+    pub llm: LlmConfig,
+    pub auth: AuthConfig,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerConfig {
+    pub host: IpAddr,
+    pub port: u16,
+    /// A request that has no response by then gets 504.
+    pub request_timeout_secs: u64,
+    /// Largest request body accepted by the API (the webhook route has GitHub's own 25 MiB).
+    pub body_limit_bytes: usize,
+    /// After SIGTERM or SIGINT, in-flight requests get this long to finish.
+    pub shutdown_grace_secs: u64,
+    /// Origins allowed by CORS; empty means no cross-origin access. `*` allows any origin
+    /// (without credentials).
+    pub cors_allowed_origins: Vec<String>,
+}
+
+impl ServerConfig {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DatabaseConfig {
+    /// SQLite file or PostgreSQL URL; shown with its password masked.
+    #[serde(serialize_with = "redacted_location")]
+    pub url: DatabaseLocation,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// JSON when stdout is not a terminal, pretty otherwise.
+    Auto,
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `RUST_LOG`-style filter, e.g. `info,kodiai=debug`.
+    pub filter: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GithubConfig {
+    pub app_id: Option<u64>,
+    /// The App's private key, PEM text (read from a file when the setting is a path).
+    #[serde(serialize_with = "masked")]
+    pub private_key: Option<SecretString>,
+    #[serde(serialize_with = "masked")]
+    pub webhook_secret: Option<SecretString>,
+    /// Personal-token mode, for a single user without an App.
+    #[serde(serialize_with = "masked")]
+    pub token: Option<SecretString>,
+    pub api_url: url::Url,
+    pub graphql_url: url::Url,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LlmConfig {
+    /// The default model, `provider/model`.
+    pub model: Option<String>,
+    #[serde(serialize_with = "masked")]
+    pub anthropic_api_key: Option<SecretString>,
+    pub anthropic_base_url: url::Url,
+    #[serde(serialize_with = "masked")]
+    pub claude_code_oauth_token: Option<SecretString>,
+    #[serde(serialize_with = "masked")]
+    pub openai_api_key: Option<SecretString>,
+    pub openai_base_url: Option<url::Url>,
+    #[serde(serialize_with = "masked")]
+    pub gemini_api_key: Option<SecretString>,
+    pub gemini_base_url: url::Url,
+    pub claude_cli_path: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AuthConfig {
+    /// Signs the API's session tokens.
+    #[serde(serialize_with = "masked")]
+    pub secret_key: Option<SecretString>,
+    /// A bearer token with admin rights, for operators and scripts.
+    #[serde(serialize_with = "masked")]
+    pub admin_token: Option<SecretString>,
+}
+
+/// A setting that cannot be used. Displays as one line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A value does not parse. `value` is already masked when the setting is a secret.
+    #[error("{origin} = {value:?}: expected {expected}")]
+    Invalid {
+        origin: String,
+        value: String,
+        expected: String,
+    },
+    /// The configuration file is missing, unreadable or not TOML.
+    #[error("{path}: {message}")]
+    File { path: String, message: String },
+    /// A key in the file that kodiai does not know (usually a typo).
+    #[error("{path}: unknown key `{key}`")]
+    UnknownKey { path: String, key: String },
+}
+
+impl Config {
+    /// Reads `file` (or `kodiai.toml` in the working folder, if present) and the environment.
+    pub fn load(file: Option<&Path>, env: &Env) -> Result<Self, ConfigError> {
+        let file = match file {
+            Some(path) => Some(read_file(path)?),
+            None if Path::new(DEFAULT_FILE).is_file() => Some(read_file(Path::new(DEFAULT_FILE))?),
+            None => None,
+        };
+        Self::from_sources(file, env)
+    }
+
+    /// Builds the configuration from a parsed file (path and table) and an environment.
+    pub fn from_sources(
+        file: Option<(PathBuf, toml::Table)>,
+        env: &Env,
+    ) -> Result<Self, ConfigError> {
+        let mut s = Sources {
+            file,
+            env,
+            known: BTreeSet::new(),
+        };
+
+        let data_dir = s.get("data_dir", &["KODIAI_DATA_DIR"], Kind::Plain)?;
+        let data_dir = match data_dir {
+            Some(v) => v.parse_with("a folder path", |t| {
+                (!t.is_empty()).then(|| PathBuf::from(t))
+            })?,
+            None => PathBuf::from("./data"),
+        };
+        let tickets_root = match s.get("tickets_root", &["TICKETS_ROOT"], Kind::Plain)? {
+            Some(v) => v.parse_with("a folder path", |t| {
+                (!t.is_empty()).then(|| PathBuf::from(t))
+            })?,
+            None => data_dir.join("tickets"),
+        };
+
+        let server = ServerConfig {
+            host: s
+                .parse(
+                    "server.host",
+                    &["KODIAI_HOST"],
+                    "an IP address such as 0.0.0.0 or 127.0.0.1",
+                    parse_host,
+                )?
+                .unwrap_or(IpAddr::from([0, 0, 0, 0])),
+            port: s
+                .parse("server.port", &["PORT"], "a port number (0-65535)", |t| {
+                    t.parse().ok()
+                })?
+                .unwrap_or(8000),
+            request_timeout_secs: s
+                .parse(
+                    "server.request_timeout_secs",
+                    &["KODIAI_REQUEST_TIMEOUT_SECS"],
+                    "a whole number of seconds, at least 1",
+                    positive,
+                )?
+                .unwrap_or(30),
+            body_limit_bytes: s
+                .parse(
+                    "server.body_limit_bytes",
+                    &["KODIAI_BODY_LIMIT_BYTES"],
+                    "a size in bytes, at least 1024",
+                    |t| t.parse::<usize>().ok().filter(|n| *n >= 1024),
+                )?
+                .unwrap_or(2 * 1024 * 1024),
+            shutdown_grace_secs: s
+                .parse(
+                    "server.shutdown_grace_secs",
+                    &["KODIAI_SHUTDOWN_GRACE_SECS"],
+                    "a whole number of seconds",
+                    |t| t.parse().ok(),
+                )?
+                .unwrap_or(30),
+            cors_allowed_origins: s
+                .parse(
+                    "server.cors_allowed_origins",
+                    &["KODIAI_CORS_ORIGINS"],
+                    "a comma-separated list of origins such as https://app.example.com, or *",
+                    parse_origins,
+                )?
+                .unwrap_or_default(),
+        };
+
+        let database = DatabaseConfig {
+            url: match s.get("database.url", &["DATABASE_URL"], Kind::Url)? {
+                Some(v) => {
+                    let parsed = DatabaseLocation::parse(&v.text);
+                    match parsed {
+                        Ok(location) => location,
+                        Err(expected) => return Err(v.invalid(&expected)),
+                    }
+                }
+                None => DatabaseLocation::Sqlite(data_dir.join("kodiai.db")),
+            },
+            max_connections: s
+                .parse(
+                    "database.max_connections",
+                    &["KODIAI_DB_MAX_CONNECTIONS"],
+                    "a whole number from 1 to 1000",
+                    |t| t.parse::<u32>().ok().filter(|n| (1..=1000).contains(n)),
+                )?
+                .unwrap_or(10),
+        };
+
+        let log = LogConfig {
+            format: s
+                .parse(
+                    "log.format",
+                    &["LOG_FORMAT"],
+                    "json, pretty or auto",
+                    |t| match t {
+                        "json" => Some(LogFormat::Json),
+                        "pretty" | "text" => Some(LogFormat::Pretty),
+                        "auto" => Some(LogFormat::Auto),
+                        _ => None,
+                    },
+                )?
+                .unwrap_or(LogFormat::Auto),
+            filter: s
+                .parse(
+                    "log.filter",
+                    &["RUST_LOG"],
+                    "a log filter such as info or info,kodiai=debug",
+                    |t| {
+                        tracing_subscriber::EnvFilter::try_new(t)
+                            .ok()
+                            .map(|_| t.to_owned())
+                    },
+                )?
+                .unwrap_or_else(|| "info".to_owned()),
+        };
+
+        let github = GithubConfig {
+            app_id: s.parse(
+                "github.app_id",
+                &["GITHUB_APP_ID"],
+                "the GitHub App's numeric id",
+                |t| t.parse::<u64>().ok().filter(|n| *n > 0),
+            )?,
+            private_key: match s.get("github.private_key", &["GITHUB_PRIVATE_KEY"], Kind::Secret)? {
+                Some(v) => Some(v.parse_with(
+                    "PEM text or the path of a readable PEM file",
+                    read_private_key,
+                )?),
+                None => None,
+            },
+            webhook_secret: s.secret("github.webhook_secret", &["GITHUB_WEBHOOK_SECRET"])?,
+            token: s.secret("github.token", &["GITHUB_TOKEN"])?,
+            api_url: s
+                .parse(
+                    "github.api_url",
+                    &["GITHUB_API_URL"],
+                    "an http(s) URL",
+                    parse_http_url,
+                )?
+                .unwrap_or_else(|| fixed_url("https://api.github.com")),
+            graphql_url: s
+                .parse(
+                    "github.graphql_url",
+                    &["GITHUB_GRAPHQL_URL"],
+                    "an http(s) URL",
+                    parse_http_url,
+                )?
+                .unwrap_or_else(|| fixed_url("https://api.github.com/graphql")),
+        };
+        if github.app_id.is_some() && github.private_key.is_none() {
+            return Err(ConfigError::Invalid {
+                origin: "GITHUB_PRIVATE_KEY".into(),
+                value: String::new(),
+                expected: "the App's private key, since GITHUB_APP_ID is set".into(),
+            });
+        }
+
+        let llm = LlmConfig {
+            model: s.parse(
+                "llm.model",
+                &["KODIAI_MODEL"],
+                "provider/model, e.g. anthropic/claude-sonnet-4-5 or ollama/qwen2.5-coder",
+                parse_model,
+            )?,
+            anthropic_api_key: s.secret("llm.anthropic_api_key", &["ANTHROPIC_API_KEY"])?,
+            anthropic_base_url: s
+                .parse(
+                    "llm.anthropic_base_url",
+                    &["ANTHROPIC_BASE_URL"],
+                    "an http(s) URL",
+                    parse_http_url,
+                )?
+                .unwrap_or_else(|| fixed_url("https://api.anthropic.com")),
+            claude_code_oauth_token: s
+                .secret("llm.claude_code_oauth_token", &["CLAUDE_CODE_OAUTH_TOKEN"])?,
+            openai_api_key: s.secret("llm.openai_api_key", &["OPENAI_API_KEY"])?,
+            openai_base_url: s.parse(
+                "llm.openai_base_url",
+                &["OPENAI_BASE_URL"],
+                "an http(s) URL",
+                parse_http_url,
+            )?,
+            gemini_api_key: s.secret("llm.gemini_api_key", &["GEMINI_API_KEY"])?,
+            gemini_base_url: s
+                .parse(
+                    "llm.gemini_base_url",
+                    &["GEMINI_BASE_URL"],
+                    "an http(s) URL",
+                    parse_http_url,
+                )?
+                .unwrap_or_else(|| fixed_url("https://generativelanguage.googleapis.com")),
+            claude_cli_path: s.parse(
+                "llm.claude_cli_path",
+                &["CLAUDE_CLI_PATH"],
+                "a file path",
+                |t| (!t.is_empty()).then(|| PathBuf::from(t)),
+            )?,
+        };
+
+        let auth = AuthConfig {
+            secret_key: s.secret("auth.secret_key", &["SECRET_KEY"])?,
+            admin_token: s.secret("auth.admin_token", &["KODIAI_ADMIN_TOKEN"])?,
+        };
+
+        s.reject_unknown_keys()?;
+        Ok(Self {
+            data_dir,
+            tickets_root,
+            server,
+            database,
+            log,
+            github,
+            llm,
+            auth,
+        })
+    }
+
+    /// The effective configuration as TOML, with every secret masked; usable as a `kodiai.toml`
+    /// once the secrets are filled in.
+    pub fn to_masked_toml(&self) -> Result<String, toml::ser::Error> {
+        toml::to_string_pretty(self)
+    }
+}
+
+fn read_file(path: &Path) -> Result<(PathBuf, toml::Table), ConfigError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+        path: shown.clone(),
+        message: format!("cannot read the configuration file: {e}"),
+    })?;
+    let table = text.parse::<toml::Table>().map_err(|e| {
+        let position = e
+            .span()
+            .map(|span| {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                format!("line {line}, column {column}: ")
+            })
+            .unwrap_or_default();
+        ConfigError::File {
+            path: shown.clone(),
+            message: format!("not valid TOML: {position}{}", e.message().trim()),
+        }
+    })?;
+    Ok((path.to_owned(), table))
+}
+
+/// How a raw value may be shown in an error.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Plain,
+    /// Never shown.
+    Secret,
+    /// Shown with its password masked.
+    Url,
+}
+
+/// One setting's raw text and where it came from.
+struct Raw {
+    text: String,
+    origin: String,
+    kind: Kind,
+}
+
+impl Raw {
+    fn shown(&self) -> String {
+        match self.kind {
+            Kind::Plain => self.text.clone(),
+            Kind::Secret => MASK.to_owned(),
+            Kind::Url => kodiai_store::redact_url(&self.text),
+        }
+    }
+
+    fn invalid(&self, expected: &str) -> ConfigError {
+        ConfigError::Invalid {
+            origin: self.origin.clone(),
+            value: self.shown(),
+            expected: expected.to_owned(),
+        }
+    }
+
+    fn parse_with<T>(
+        &self,
+        expected: &str,
+        parse: impl FnOnce(&str) -> Option<T>,
+    ) -> Result<T, ConfigError> {
+        parse(self.text.trim()).ok_or_else(|| self.invalid(expected))
+    }
+}
+
+struct Sources<'a> {
+    file: Option<(PathBuf, toml::Table)>,
+    env: &'a Env,
+    /// Every file key asked for, so that the rest can be reported as unknown.
+    known: BTreeSet<String>,
+}
+
+impl Sources<'_> {
+    /// The raw value of a setting: the first non-empty environment variable of `vars`, else the
+    /// file's non-empty `key` (dotted), else nothing.
+    fn get(&mut self, key: &str, vars: &[&str], kind: Kind) -> Result<Option<Raw>, ConfigError> {
+        self.known.insert(key.to_owned());
+        for var in vars {
+            if let Some(text) = self.env.get(*var).filter(|t| !t.trim().is_empty()) {
+                return Ok(Some(Raw {
+                    text: text.clone(),
+                    origin: (*var).to_owned(),
+                    kind,
+                }));
+            }
+        }
+        let Some((path, table)) = &self.file else {
+            return Ok(None);
+        };
+        let mut parts = key.split('.').peekable();
+        let mut current = table;
+        while let Some(part) = parts.next() {
+            let Some(value) = current.get(part) else {
+                return Ok(None);
+            };
+            if parts.peek().is_some() {
+                match value {
+                    toml::Value::Table(inner) => current = inner,
+                    _ => return Ok(None),
+                }
+                continue;
+            }
+            let origin = format!("{key} in {}", path.display());
+            let text = match value {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                toml::Value::Array(items) => {
+                    let mut texts = Vec::with_capacity(items.len());
+                    for item in items {
+                        match item {
+                            toml::Value::String(s) => texts.push(s.clone()),
+                            other => texts.push(other.to_string()),
+                        }
+                    }
+                    texts.join(",")
+                }
+                other => {
+                    return Err(ConfigError::Invalid {
+                        origin,
+                        value: if kind == Kind::Secret {
+                            MASK.into()
+                        } else {
+                            other.to_string()
+                        },
+                        expected: "a single value, not a table".into(),
+                    });
+                }
+            };
+            // An empty value means unset, in the file as in the environment (`config print`
+            // writes unset secrets as "").
+            if text.trim().is_empty() {
+                return Ok(None);
+            }
+            return Ok(Some(Raw { text, origin, kind }));
+        }
+        Ok(None)
+    }
+
+    fn parse<T>(
+        &mut self,
+        key: &str,
+        vars: &[&str],
+        expected: &str,
+        parse: impl FnOnce(&str) -> Option<T>,
+    ) -> Result<Option<T>, ConfigError> {
+        match self.get(key, vars, Kind::Plain)? {
+            Some(raw) => raw.parse_with(expected, parse).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn secret(&mut self, key: &str, vars: &[&str]) -> Result<Option<SecretString>, ConfigError> {
+        Ok(self
+            .get(key, vars, Kind::Secret)?
+            .map(|raw| SecretString::from(raw.text.trim().to_owned())))
+    }
+
+    fn reject_unknown_keys(&self) -> Result<(), ConfigError> {
+        let Some((path, table)) = &self.file else {
+            return Ok(());
+        };
+        let mut stack: Vec<(String, &toml::Table)> = vec![(String::new(), table)];
+        while let Some((prefix, table)) = stack.pop() {
+            for (name, value) in table {
+                let key = if prefix.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{prefix}.{name}")
+                };
+                let is_section = self.known.iter().any(|k| k.starts_with(&format!("{key}.")));
+                match value {
+                    toml::Value::Table(inner) if is_section => stack.push((key, inner)),
+                    _ if self.known.contains(&key) => {}
+                    _ => {
+                        return Err(ConfigError::UnknownKey {
+                            path: path.display().to_string(),
+                            key,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn positive(text: &str) -> Option<u64> {
+    text.parse::<u64>().ok().filter(|n| *n > 0)
+}
+
+fn parse_host(text: &str) -> Option<IpAddr> {
+    match text {
+        "localhost" => Some(IpAddr::from([127, 0, 0, 1])),
+        _ => text.parse().ok(),
+    }
+}
+
+fn parse_http_url(text: &str) -> Option<url::Url> {
+    url::Url::parse(text)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+}
+
+#[expect(
+    clippy::expect_used,
+    reason = "only called with literal URLs that parse"
+)]
+fn fixed_url(text: &str) -> url::Url {
+    url::Url::parse(text).expect("a literal default URL")
+}
+
+fn parse_origins(text: &str) -> Option<Vec<String>> {
+    let mut origins = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        if part == "*" {
+            origins.push(part.to_owned());
+            continue;
+        }
+        let url = url::Url::parse(part).ok()?;
+        // An origin is scheme://host[:port]: no path, query or fragment.
+        if !matches!(url.scheme(), "http" | "https")
+            || url.host().is_none()
+            || url.path() != "/"
+            || url.query().is_some()
+            || part.ends_with('/')
+        {
+            return None;
+        }
+        origins.push(part.to_owned());
+    }
+    Some(origins)
+}
+
+fn parse_model(text: &str) -> Option<String> {
+    let (provider, model) = text.split_once('/')?;
+    let provider_ok = !provider.is_empty()
+        && provider
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    (provider_ok && !model.trim().is_empty()).then(|| text.to_owned())
+}
+
+/// PEM text as is (with `\n` escapes, as environment files often carry it, turned into newlines),
+/// or the contents of the file it names.
+fn read_private_key(text: &str) -> Option<SecretString> {
+    let pem = if text.contains("-----BEGIN") {
+        text.replace("\\n", "\n")
+    } else {
+        std::fs::read_to_string(text).ok()?
+    };
+    (pem.contains("-----BEGIN") && pem.contains("PRIVATE KEY-----"))
+        .then(|| SecretString::from(pem))
+}
+
+fn masked<S: Serializer>(secret: &Option<SecretString>, serializer: S) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(s) if !s.expose_secret().is_empty() => serializer.serialize_str(MASK),
+        _ => serializer.serialize_str(""),
+    }
+}
+
+fn redacted_location<S: Serializer>(
+    location: &DatabaseLocation,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&location.redacted())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,234 @@
+use std::path::PathBuf;
+
+use pretty_assertions::assert_eq;
+use secrecy::ExposeSecret;
+
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> Env {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn file(text: &str) -> Option<(PathBuf, toml::Table)> {
+    Some((PathBuf::from("kodiai.toml"), text.parse().unwrap()))
+}
+
+fn error(file_text: Option<&str>, pairs: &[(&str, &str)]) -> String {
+    Config::from_sources(file_text.and_then(file), &env(pairs))
+        .unwrap_err()
+        .to_string()
+}
+
+#[test]
+fn defaults_need_nothing() {
+    let config = Config::from_sources(None, &Env::new()).unwrap();
+    assert_eq!(config.server.port, 8000);
+    assert_eq!(config.data_dir, PathBuf::from("./data"));
+    assert_eq!(
+        config.database.url,
+        DatabaseLocation::Sqlite(PathBuf::from("./data/kodiai.db"))
+    );
+    assert_eq!(config.log.format, LogFormat::Auto);
+    assert_eq!(config.github.api_url.as_str(), "https://api.github.com/");
+    assert!(config.server.cors_allowed_origins.is_empty());
+}
+
+#[test]
+fn environment_overrides_the_file() {
+    let config = Config::from_sources(
+        file("data_dir = \"/srv/kodiai\"\n[server]\nport = 9000\nhost = \"127.0.0.1\"\n[log]\nformat = \"pretty\"\n"),
+        &env(&[("PORT", "9100"), ("LOG_FORMAT", "json")]),
+    )
+    .unwrap();
+    assert_eq!(config.server.port, 9100);
+    assert_eq!(config.server.host.to_string(), "127.0.0.1");
+    assert_eq!(config.log.format, LogFormat::Json);
+    // The default database follows the data folder.
+    assert_eq!(
+        config.database.url,
+        DatabaseLocation::Sqlite(PathBuf::from("/srv/kodiai/kodiai.db"))
+    );
+}
+
+#[test]
+fn a_bad_value_names_key_value_and_expectation() {
+    assert_eq!(
+        error(None, &[("PORT", "80x0")]),
+        "PORT = \"80x0\": expected a port number (0-65535)"
+    );
+    assert_eq!(
+        error(Some("[server]\nrequest_timeout_secs = 0\n"), &[]),
+        "server.request_timeout_secs in kodiai.toml = \"0\": expected a whole number of seconds, at least 1"
+    );
+    assert_eq!(
+        error(None, &[("LOG_FORMAT", "xml")]),
+        "LOG_FORMAT = \"xml\": expected json, pretty or auto"
+    );
+    assert_eq!(
+        error(None, &[("DATABASE_URL", "mysql://root@db/k")]),
+        "DATABASE_URL = \"mysql://root@db/k\": expected a URL starting with postgres://, postgresql:// or sqlite://"
+    );
+    assert_eq!(
+        error(None, &[("KODIAI_MODEL", "claude")]),
+        "KODIAI_MODEL = \"claude\": expected provider/model, e.g. anthropic/claude-sonnet-4-5 or ollama/qwen2.5-coder"
+    );
+    assert!(
+        error(None, &[("KODIAI_CORS_ORIGINS", "https://a.example/path")])
+            .starts_with("KODIAI_CORS_ORIGINS")
+    );
+}
+
+#[test]
+fn every_message_is_one_line() {
+    for message in [
+        error(None, &[("RUST_LOG", "kodiai=[[[")]),
+        error(None, &[("GITHUB_API_URL", "ftp://x")]),
+        error(Some("[server]\nprot = 1\n"), &[]),
+    ] {
+        assert!(!message.contains('\n'), "{message}");
+    }
+    let bad_toml = Config::load(
+        Some(std::path::Path::new("/definitely/not/here.toml")),
+        &Env::new(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        bad_toml.starts_with("/definitely/not/here.toml: cannot read"),
+        "{bad_toml}"
+    );
+}
+
+#[test]
+fn unknown_keys_in_the_file_are_reported() {
+    assert_eq!(
+        error(Some("[server]\nprot = 1\n"), &[]),
+        "kodiai.toml: unknown key `server.prot`"
+    );
+    assert_eq!(
+        error(Some("colour = 1\n"), &[]),
+        "kodiai.toml: unknown key `colour`"
+    );
+    assert_eq!(
+        error(Some("[nope]\na = 1\n"), &[]),
+        "kodiai.toml: unknown key `nope`"
+    );
+}
+
+#[test]
+fn toml_syntax_errors_say_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kodiai.toml");
+    std::fs::write(&path, "[server]\nport = = 3\n").unwrap();
+    let message = Config::load(Some(&path), &Env::new())
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("not valid TOML: line 2"), "{message}");
+    assert!(!message.contains('\n'), "{message}");
+}
+
+#[test]
+fn secrets_are_masked_in_errors_and_in_print() {
+    let message = error(
+        None,
+        &[
+            ("GITHUB_APP_ID", "42"),
+            ("GITHUB_PRIVATE_KEY", "hunter2-not-a-key"),
+        ],
+    );
+    assert!(!message.contains("hunter2"), "{message}");
+    assert!(
+        message.starts_with("GITHUB_PRIVATE_KEY = \"********\""),
+        "{message}"
+    );
+
+    let message = error(
+        None,
+        &[(
+            "DATABASE_URL",
+            "postgres://u:pw-s3cr3t@db:5432/k?sslmode=nope",
+        )],
+    );
+    assert!(!message.contains("pw-s3cr3t"), "{message}");
+
+    let config = Config::from_sources(
+        None,
+        &env(&[
+            ("GITHUB_WEBHOOK_SECRET", "whsec-111"),
+            ("ANTHROPIC_API_KEY", "sk-ant-222"),
+            ("KODIAI_ADMIN_TOKEN", "adm-333"),
+            ("DATABASE_URL", "postgres://kodiai:pw-444@db/kodiai"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(
+        config
+            .github
+            .webhook_secret
+            .as_ref()
+            .unwrap()
+            .expose_secret(),
+        "whsec-111"
+    );
+    let printed = config.to_masked_toml().unwrap();
+    for secret in ["whsec-111", "sk-ant-222", "adm-333", "pw-444"] {
+        assert!(!printed.contains(secret), "{secret} leaked:\n{printed}");
+    }
+    assert!(
+        printed.contains("webhook_secret = \"********\""),
+        "{printed}"
+    );
+    assert!(!format!("{config:?}").contains("sk-ant-222"));
+}
+
+#[test]
+fn printed_config_reads_back_as_the_same_config() {
+    let config = Config::from_sources(
+        file("[server]\nport = 9001\ncors_allowed_origins = [\"https://a.example\"]\n"),
+        &Env::new(),
+    )
+    .unwrap();
+    let printed = config.to_masked_toml().unwrap();
+    let again = Config::from_sources(file(&printed), &Env::new()).unwrap();
+    assert_eq!(again.to_masked_toml().unwrap(), printed);
+    assert_eq!(again.server.cors_allowed_origins, ["https://a.example"]);
+}
+
+#[test]
+fn private_key_from_text_or_file() {
+    let pem = "-----BEGIN RSA PRIVATE KEY-----\\nMIIB\\n-----END RSA PRIVATE KEY-----";
+    let config = Config::from_sources(
+        None,
+        &env(&[("GITHUB_APP_ID", "7"), ("GITHUB_PRIVATE_KEY", pem)]),
+    )
+    .unwrap();
+    assert!(
+        config
+            .github
+            .private_key
+            .unwrap()
+            .expose_secret()
+            .contains("\nMIIB\n")
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.pem");
+    std::fs::write(&path, pem.replace("\\n", "\n")).unwrap();
+    let config = Config::from_sources(
+        None,
+        &env(&[
+            ("GITHUB_APP_ID", "7"),
+            ("GITHUB_PRIVATE_KEY", path.to_str().unwrap()),
+        ]),
+    )
+    .unwrap();
+    assert!(config.github.private_key.is_some());
+
+    assert_eq!(
+        error(None, &[("GITHUB_APP_ID", "7")]),
+        "GITHUB_PRIVATE_KEY = \"\": expected the App's private key, since GITHUB_APP_ID is set"
+    );
+}

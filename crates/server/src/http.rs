@@ -1,0 +1,175 @@
+//! The HTTP API: the router, its middleware stack, and the operational routes (`/health`,
+//! `/ready`, `/metrics`, `/openapi.json`, `/docs`).
+//!
+//! Handlers only read the store and (from the queue issue on) enqueue jobs; they never run an
+//! agent. Every error answer is JSON `{error, message, request_id}` (see [`middleware`]).
+
+pub mod error;
+pub mod middleware;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use kodiai_protocol::{ErrorBody, HealthResponse, ReadyResponse};
+use kodiai_store::Store;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::config::Config;
+use crate::telemetry::{VERSION, render_metrics};
+pub use error::{ApiError, ApiJson};
+pub use middleware::RequestId;
+
+/// How long `/ready` waits for the database before calling it unreachable.
+const READY_DB_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "kodiai",
+        description = "A self-hosted AI software engineer for GitHub: pull-request reviews, \
+                       @kodiai mentions, agent sessions, tickets and a fleet view, over one HTTP API."
+    ),
+    components(schemas(ErrorBody)),
+    tags((name = "operations", description = "Health, readiness, metrics"))
+)]
+struct ApiDoc;
+
+/// The whole application: operational routes, `extra` routes (tests add their own; later
+/// issues add theirs here), and the middleware stack around all of them.
+pub fn router(state: AppState, extra: Router<AppState>) -> Router {
+    let config = Arc::clone(&state.config);
+    let (routes, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health))
+        .routes(routes!(ready))
+        .routes(routes!(metrics))
+        .split_for_parts();
+
+    let mut app = routes
+        .merge(extra)
+        .fallback(not_found)
+        .with_state(state)
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi));
+
+    let limit = config.server.body_limit_bytes;
+    app = app
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(RequestBodyLimitLayer::new(limit));
+    if let Some(cors) = cors_layer(&config.server.cors_allowed_origins) {
+        app = app.layer(cors);
+    }
+    app.layer(CatchPanicLayer::custom(panic_response))
+        .layer(axum::middleware::from_fn_with_state(
+            middleware::ContextConfig {
+                request_timeout: config.server.request_timeout(),
+            },
+            middleware::request_context,
+        ))
+}
+
+/// `GET /health`: the process is up.
+#[utoipa::path(get, path = "/health", tag = "operations",
+    responses((status = 200, description = "The process is up", body = HealthResponse)))]
+async fn health() -> axum::Json<HealthResponse> {
+    axum::Json(HealthResponse {
+        status: "ok".into(),
+        version: VERSION.into(),
+    })
+}
+
+/// `GET /ready`: the database answers and every migration is applied.
+#[utoipa::path(get, path = "/ready", tag = "operations",
+    responses(
+        (status = 200, description = "Ready to serve", body = ReadyResponse),
+        (status = 503, description = "Not ready; the message says why", body = ErrorBody)))]
+async fn ready(State(state): State<AppState>) -> Result<axum::Json<ReadyResponse>, ApiError> {
+    let migrations = match tokio::time::timeout(READY_DB_TIMEOUT, state.store.check_ready()).await {
+        Ok(Ok(migrations)) => migrations,
+        Ok(Err(e)) => return Err(ApiError::not_ready(e.to_string())),
+        Err(_) => {
+            return Err(ApiError::not_ready(format!(
+                "database unreachable: no answer within {} s",
+                READY_DB_TIMEOUT.as_secs()
+            )));
+        }
+    };
+    Ok(axum::Json(ReadyResponse {
+        status: "ready".into(),
+        database: state.store.backend().as_str().into(),
+        migrations,
+    }))
+}
+
+/// `GET /metrics`: Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
+async fn metrics() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        render_metrics(),
+    )
+        .into_response()
+}
+
+async fn not_found() -> StatusCode {
+    StatusCode::NOT_FOUND
+}
+
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic");
+    ApiError::internal(format_args!("handler panicked: {detail}")).into_response()
+}
+
+fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let layer = CorsLayer::new()
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            middleware::X_REQUEST_ID.clone(),
+            HeaderName::from_static("last-event-id"),
+        ])
+        .expose_headers([middleware::X_REQUEST_ID.clone()])
+        .max_age(Duration::from_secs(3600));
+    if origins.iter().any(|o| o == "*") {
+        // Any origin, never with credentials (browsers refuse the combination anyway).
+        return Some(layer.allow_origin(AllowOrigin::any()));
+    }
+    let list: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    Some(layer.allow_origin(list).allow_credentials(true))
+}

@@ -1,0 +1,13 @@
+//! kodiai, the service: configuration, the HTTP API and its start and stop, telemetry, and the
+//! benchmarks. `main.rs` is the command line on top of this library; `kodiai-test-support`
+//! starts the same server in tests.
+
+pub mod bench;
+pub mod config;
+pub mod http;
+pub mod server;
+pub mod telemetry;
+
+pub use config::Config;
+pub use http::AppState;
+pub use server::{RunningServer, start};

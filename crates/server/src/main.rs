@@ -1,0 +1,146 @@
+//! The `kodiai` command line: parses arguments and configuration, then runs one command.
+//!
+//! Exit codes: 0 success, 1 a runtime failure (database unreachable, port taken), 2 bad usage
+//! or bad configuration (one line that names the key, the value and what is expected).
+
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "the command line's own output and error lines"
+)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use kodiai::config::{Config, Env};
+use kodiai::{bench, server, telemetry};
+
+#[derive(Parser)]
+#[command(
+    name = "kodiai",
+    version,
+    about = "A self-hosted AI software engineer for GitHub"
+)]
+struct Cli {
+    /// Configuration file (TOML). Default: ./kodiai.toml when it exists. Environment variables
+    /// override it.
+    #[arg(long, global = true, env = "KODIAI_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server (the default command).
+    Serve,
+    /// Apply the database migrations and exit.
+    Migrate,
+    /// Show or validate the server configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Measure kodiai on this machine and print a table.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the effective configuration as TOML, secrets masked.
+    Print,
+    /// Check the configuration; exit 0 when it is usable, 2 with the first problem otherwise.
+    Check,
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Cold start to a 200 from /ready on a new SQLite file, and memory after start.
+    Startup {
+        /// How many starts to measure.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        runs: u32,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let env: Env = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
+    let config = match Config::load(cli.config.as_deref(), &env) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("kodiai: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let command = cli.command.unwrap_or(Command::Serve);
+
+    // One TLS provider for every client (database, GitHub, LLMs): aws-lc-rs (CRATES.md pitfall 1).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("kodiai: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(run(command, config));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kodiai: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => serve(config).await,
+        Command::Migrate => {
+            telemetry::init_logging(&config.log);
+            let store = server::open_store(&config).await?;
+            let applied = store.check_ready().await?;
+            store.close().await;
+            println!(
+                "{}: {applied} migrations applied",
+                config.database.url.redacted()
+            );
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Print) => {
+            print!("{}", config.to_masked_toml()?);
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Check) => {
+            println!("configuration is valid");
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Startup { runs }) => {
+            let exe = std::env::current_exe()?;
+            let report = bench::startup(&exe, runs).await?;
+            print!("{report}");
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    telemetry::init_logging(&config.log);
+    let database = config.database.url.redacted();
+    let running = server::start(config, axum::Router::new()).await?;
+    tracing::info!(addr = %running.addr, database = %database, version = telemetry::VERSION, "listening");
+    let token = running.shutdown_token();
+    tokio::spawn(async move {
+        server::shutdown_signal().await;
+        tracing::info!("shutting down: no new connections; finishing the requests in flight");
+        token.cancel();
+    });
+    running.wait().await?;
+    tracing::info!("stopped");
+    Ok(())
+}

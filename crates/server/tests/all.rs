@@ -1,0 +1,12 @@
+//! Integration tests of the kodiai server: the real HTTP server (in process, through
+//! `kodiai-test-support`) and the real binary (for exit codes and signals), on SQLite and
+//! PostgreSQL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+mod suite {
+    mod cli;
+    mod errors;
+    mod operations;
+    mod shutdown;
+}

@@ -1,0 +1,220 @@
+//! The test harness: [`TestApp`] starts the real kodiai server on port 0 with a fresh database
+//! (SQLite file or PostgreSQL database) and gives typed helpers around an HTTP client.
+//!
+//! Dev-dependency only. Fakes of what cannot run here (GitHub, the LLM APIs) join this crate
+//! with the issues that need them.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test harness: a failure here is a test failure"
+)]
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use kodiai::config::{Config, Env};
+use kodiai::{AppState, RunningServer};
+use kodiai_protocol::ErrorBody;
+pub use kodiai_store::Backend;
+pub use kodiai_store::testing::TestDb;
+
+/// A running server with its own database, stopped when dropped or by [`TestApp::stop`].
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub db: TestDb,
+    server: Option<RunningServer>,
+    /// The data folder (repository mirrors, reports, …), removed on drop.
+    pub data_dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    /// The server on a fresh database of `backend`; `None` when that is PostgreSQL and it is not
+    /// reachable outside CI (the test then says so and returns; see [`TestDb::postgres`]).
+    pub async fn spawn(backend: Backend) -> Option<Self> {
+        Self::builder(backend).spawn().await
+    }
+
+    pub fn builder(backend: Backend) -> TestAppBuilder {
+        TestAppBuilder {
+            backend,
+            env: Env::new(),
+            routes: Router::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.server.as_ref().expect("server is running").state
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("GET failed")
+    }
+
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("POST failed")
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(server) = self.server.take() {
+            server.stop().await.expect("server stopped with an error");
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(server) = &self.server {
+            server.shutdown_token().cancel();
+        }
+    }
+}
+
+/// Options of a [`TestApp`]: environment variables (as the real process would read them) and
+/// extra routes mounted inside the real middleware stack.
+pub struct TestAppBuilder {
+    backend: Backend,
+    env: Env,
+    routes: Router<AppState>,
+}
+
+impl TestAppBuilder {
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.insert(key.to_owned(), value.to_owned());
+        self
+    }
+
+    pub fn routes(mut self, routes: Router<AppState>) -> Self {
+        self.routes = routes;
+        self
+    }
+
+    pub async fn spawn(self) -> Option<TestApp> {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let db = TestDb::new(self.backend).await?;
+        let data_dir = tempfile::tempdir().expect("temp data dir");
+        let mut env = self.env;
+        env.insert("DATABASE_URL".into(), db.url());
+        env.insert(
+            "KODIAI_DATA_DIR".into(),
+            data_dir.path().display().to_string(),
+        );
+        env.insert("KODIAI_HOST".into(), "127.0.0.1".into());
+        env.insert("PORT".into(), "0".into());
+        let config = Config::from_sources(None, &env).expect("test configuration is valid");
+        let server = kodiai::start(config, self.routes)
+            .await
+            .expect("the server starts");
+        Some(TestApp {
+            addr: server.addr,
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("HTTP client"),
+            db,
+            server: Some(server),
+            data_dir,
+        })
+    }
+}
+
+/// Checks that a response is an API error with the given status and code, that its body has the
+/// documented shape, and that its `request_id` matches the `X-Request-ID` header. Returns the body.
+pub async fn expect_error(response: reqwest::Response, status: u16, code: &str) -> ErrorBody {
+    assert_eq!(response.status().as_u16(), status, "status");
+    let header = response
+        .headers()
+        .get("x-request-id")
+        .expect("X-Request-ID header on an error response")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(content_type.as_deref(), Some("application/json"));
+    let value: serde_json::Value = response.json().await.expect("a JSON error body");
+    let keys: Vec<&str> = value
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        ["error", "message", "request_id"],
+        "error body keys: {value}"
+    );
+    let body: ErrorBody = serde_json::from_value(value).unwrap();
+    assert_eq!(
+        serde_json::to_value(body.error).unwrap(),
+        code,
+        "error code"
+    );
+    assert_eq!(body.request_id, header, "request_id matches the header");
+    assert!(!body.message.is_empty());
+    body
+}
+
+/// Runs one async integration test body against a [`TestApp`] on SQLite and on PostgreSQL, as
+/// `NAME::sqlite` and `NAME::postgres`. `|app| body` gets a default app; `|builder| body` with
+/// `builder` gets a [`TestAppBuilder`] to configure and spawn.
+#[macro_export]
+macro_rules! app_test {
+    ($name:ident, |$app:ident| $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test]
+            async fn sqlite() {
+                let $app = $crate::TestApp::spawn($crate::Backend::Sqlite)
+                    .await
+                    .unwrap();
+                $body
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                let Some($app) = $crate::TestApp::spawn($crate::Backend::Postgres).await else {
+                    return;
+                };
+                $body
+            }
+        }
+    };
+    ($name:ident, builder |$builder:ident| $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test]
+            async fn sqlite() {
+                let $builder = $crate::TestApp::builder($crate::Backend::Sqlite);
+                $body
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                let $builder = $crate::TestApp::builder($crate::Backend::Postgres);
+                $body
+            }
+        }
+    };
+}

@@ -57,7 +57,7 @@ impl TestDb {
                     panic!("{message} (CI=true requires PostgreSQL)");
                 }
                 // Straight to the terminal: libtest captures `eprintln!` of passing tests.
-                let _ = writeln!(std::io::stderr(), "warning: {message}");
+                let _ = writeln!(std::io::stderr(), "\nwarning: {message}");
                 return None;
             }
         };

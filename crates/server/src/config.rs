@@ -170,19 +170,13 @@ impl Config {
             known: BTreeSet::new(),
         };
 
-        let data_dir = s.get("data_dir", &["KODIAI_DATA_DIR"], Kind::Plain)?;
-        let data_dir = match data_dir {
-            Some(v) => v.parse_with("a folder path", |t| {
-                (!t.is_empty()).then(|| PathBuf::from(t))
-            })?,
-            None => PathBuf::from("./data"),
-        };
-        let tickets_root = match s.get("tickets_root", &["TICKETS_ROOT"], Kind::Plain)? {
-            Some(v) => v.parse_with("a folder path", |t| {
-                (!t.is_empty()).then(|| PathBuf::from(t))
-            })?,
-            None => data_dir.join("tickets"),
-        };
+        let folder = |t: &str| (!t.is_empty()).then(|| PathBuf::from(t));
+        let data_dir = s
+            .parse("data_dir", &["KODIAI_DATA_DIR"], "a folder path", folder)?
+            .unwrap_or_else(|| PathBuf::from("./data"));
+        let tickets_root = s
+            .parse("tickets_root", &["TICKETS_ROOT"], "a folder path", folder)?
+            .unwrap_or_else(|| data_dir.join("tickets"));
 
         let server = ServerConfig {
             host: s

@@ -6,6 +6,21 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+pub mod jobs;
+
+pub use jobs::{
+    FailureReason, Job, JobDetail, JobEvent, JobEventKind, JobFailure, JobKind, JobSpec, JobState,
+    NoopJob, UnknownName,
+};
+
+/// One page of any list of the API: `{"data": [...], "next_cursor": "…" | null}`. Pass
+/// `next_cursor` back as `?cursor=` for the next page; `null` means this was the last.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Page<T> {
+    pub data: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
 /// The body of every 4xx and 5xx response of the HTTP API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
@@ -94,6 +109,8 @@ pub struct ReadyResponse {
     pub database: String,
     /// How many schema migrations are applied.
     pub migrations: u32,
+    /// Job workers running in this process (0 when it only serves HTTP).
+    pub workers: u32,
 }
 
 #[cfg(test)]

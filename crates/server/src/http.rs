@@ -16,6 +16,7 @@ use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use kodiai_protocol::{ErrorBody, HealthResponse, ReadyResponse};
 use kodiai_store::Store;
+use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
@@ -25,6 +26,7 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::config::Config;
+use crate::jobs::Clock;
 use crate::telemetry::{VERSION, render_metrics};
 pub use error::{ApiError, ApiJson};
 pub use middleware::RequestId;
@@ -37,6 +39,13 @@ const READY_DB_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct AppState {
     pub config: Arc<Config>,
     pub store: Store,
+    /// The time source of the queue (the system clock; tests may use tokio's paused clock).
+    pub clock: Clock,
+    /// Cancelled when the server starts shutting down: long-lived responses (event streams)
+    /// end on it, so that the graceful shutdown does not wait for them.
+    pub shutdown: CancellationToken,
+    /// Job workers running in this process.
+    pub workers: u32,
 }
 
 #[derive(OpenApi)]
@@ -113,6 +122,7 @@ async fn ready(State(state): State<AppState>) -> Result<axum::Json<ReadyResponse
         status: "ready".into(),
         database: state.store.backend().as_str().into(),
         migrations,
+        workers: state.workers,
     }))
 }
 

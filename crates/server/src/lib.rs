@@ -5,9 +5,10 @@
 pub mod bench;
 pub mod config;
 pub mod http;
+pub mod jobs;
 pub mod server;
 pub mod telemetry;
 
 pub use config::Config;
 pub use http::AppState;
-pub use server::{RunningServer, start};
+pub use server::{RunningServer, Setup, start};

@@ -34,8 +34,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the HTTP server (the default command).
+    /// Run the HTTP server and the job workers (the default command).
     Serve,
+    /// Run job workers only, for more machines against one PostgreSQL database.
+    Worker,
     /// Apply the database migrations and exit.
     Migrate,
     /// Show or validate the server configuration.
@@ -101,6 +103,18 @@ fn main() -> ExitCode {
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Serve => serve(config).await,
+        Command::Worker => {
+            telemetry::init_logging(&config.log);
+            let token = tokio_util::sync::CancellationToken::new();
+            let stop = token.clone();
+            tokio::spawn(async move {
+                server::shutdown_signal().await;
+                stop.cancel();
+            });
+            server::run_workers(config, kodiai::jobs::Handlers::builtin(), token).await?;
+            tracing::info!("stopped");
+            Ok(())
+        }
         Command::Migrate => {
             telemetry::init_logging(&config.log);
             let store = server::open_store(&config).await?;
@@ -132,12 +146,15 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
 async fn serve(config: Config) -> anyhow::Result<()> {
     telemetry::init_logging(&config.log);
     let database = config.database.url.redacted();
-    let running = server::start(config, axum::Router::new()).await?;
-    tracing::info!(addr = %running.addr, database = %database, version = telemetry::VERSION, "listening");
+    let running = server::start(config, server::Setup::default()).await?;
+    tracing::info!(addr = %running.addr, database = %database, version = telemetry::VERSION,
+        workers = running.state.workers, "listening");
     let token = running.shutdown_token();
     tokio::spawn(async move {
         server::shutdown_signal().await;
-        tracing::info!("shutting down: no new connections; finishing the requests in flight");
+        tracing::info!(
+            "shutting down: no new connections or jobs; finishing the requests and jobs in flight"
+        );
         token.cancel();
     });
     running.wait().await?;

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::http::{self, AppState};
+use crate::jobs::{Clock, Handlers, WorkerPool, WorkerSettings};
 use crate::telemetry;
 
 /// Opens the configured database and applies the embedded migrations.
@@ -30,7 +31,25 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     Ok(store)
 }
 
-/// A server that is accepting connections.
+/// What a server runs beyond the configuration: extra routes (tests add their own), the job
+/// handlers, and the queue's clock.
+pub struct Setup {
+    pub routes: Router<AppState>,
+    pub handlers: Handlers,
+    pub clock: Clock,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Self {
+            routes: Router::new(),
+            handlers: Handlers::builtin(),
+            clock: Clock::System,
+        }
+    }
+}
+
+/// A server that is accepting connections, with its workers running.
 pub struct RunningServer {
     /// The address actually bound (the configured port may be 0).
     pub addr: SocketAddr,
@@ -38,6 +57,8 @@ pub struct RunningServer {
     shutdown: CancellationToken,
     /// Resolves to whether every request finished (`false`: the grace period ran out).
     task: JoinHandle<std::io::Result<bool>>,
+    /// Shuts the worker pool down once the shutdown token fires.
+    workers: Option<JoinHandle<()>>,
 }
 
 impl RunningServer {
@@ -54,6 +75,9 @@ impl RunningServer {
             .await
             .context("the server task failed")?
             .context("serving HTTP")?;
+        if let Some(workers) = self.workers {
+            workers.await.context("the worker pool failed")?;
+        }
         // Closing waits for every pooled connection to come back; after a cut-short drain some
         // never will (their requests were abandoned), and the process is ending anyway.
         if drained {
@@ -69,9 +93,9 @@ impl RunningServer {
     }
 }
 
-/// Opens the store, binds the configured address and serves `extra` routes beside the built-in
-/// ones until the returned server's shutdown token is cancelled.
-pub async fn start(config: Config, extra: Router<AppState>) -> anyhow::Result<RunningServer> {
+/// Opens the store, binds the configured address, starts the configured workers and serves the
+/// built-in routes and `setup`'s until the returned server's shutdown token is cancelled.
+pub async fn start(config: Config, setup: Setup) -> anyhow::Result<RunningServer> {
     // Before the first request, so that no measurement goes to the no-op recorder.
     let _ = telemetry::metrics();
     let store = open_store(&config).await?;
@@ -82,13 +106,31 @@ pub async fn start(config: Config, extra: Router<AppState>) -> anyhow::Result<Ru
     let addr = listener.local_addr().context("reading the bound address")?;
 
     let grace = config.server.shutdown_grace();
+    let shutdown = CancellationToken::new();
+    let size = config.jobs.workers;
+    let workers = (size > 0).then(|| {
+        let pool = WorkerPool::start(
+            store.clone(),
+            setup.handlers,
+            WorkerSettings::from_config(&config.jobs),
+            setup.clock.clone(),
+            size,
+        );
+        let token = shutdown.clone();
+        tokio::spawn(async move {
+            token.cancelled().await;
+            pool.shutdown(grace).await;
+        })
+    });
     let state = AppState {
         config: Arc::new(config),
         store,
+        clock: setup.clock,
+        shutdown: shutdown.clone(),
+        workers: size,
     };
-    let app = http::router(state.clone(), extra);
+    let app = http::router(state.clone(), setup.routes);
 
-    let shutdown = CancellationToken::new();
     let serve = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .into_future();
@@ -110,7 +152,32 @@ pub async fn start(config: Config, extra: Router<AppState>) -> anyhow::Result<Ru
         state,
         shutdown,
         task,
+        workers,
     })
+}
+
+/// `kodiai worker`: the configured workers without an HTTP server, until `shutdown` fires; then
+/// running jobs get the grace period to finish and the rest go back to the queue.
+pub async fn run_workers(
+    config: Config,
+    handlers: Handlers,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let store = open_store(&config).await?;
+    let size = config.jobs.workers.max(1);
+    let pool = WorkerPool::start(
+        store.clone(),
+        handlers,
+        WorkerSettings::from_config(&config.jobs),
+        Clock::System,
+        size,
+    );
+    tracing::info!(workers = size, database = %config.database.url.redacted(), "workers running");
+    shutdown.cancelled().await;
+    tracing::info!("shutting down: no new jobs; finishing the jobs that run");
+    pool.shutdown(config.server.shutdown_grace()).await;
+    store.close().await;
+    Ok(())
 }
 
 /// Resolves at the first SIGTERM or SIGINT (Ctrl-C).

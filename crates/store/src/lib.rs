@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
@@ -15,8 +16,16 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub mod jobs;
+pub mod signals;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+
+pub use jobs::{
+    ClaimRequest, Enqueued, Finish, JobFilter, KeyLimits, Lease, NewJob, RateLimit, Reaped,
+    Transition, Tx,
+};
+pub use signals::{Signal, Subscription};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -55,6 +64,9 @@ pub enum Error {
     /// The database answers but is not usable yet (for example, migrations are pending).
     #[error("{0}")]
     NotReady(String),
+    /// A stored value this build cannot read (an unknown state, a payload that is not JSON).
+    #[error("unreadable stored data: {0}")]
+    Corrupt(String),
 }
 
 /// Which database engine a [`Store`] talks to.
@@ -147,6 +159,14 @@ pub struct ConnectOptions {
 #[derive(Debug, Clone)]
 pub struct Store {
     inner: Inner,
+    shared: Arc<Shared>,
+}
+
+/// What clones of one store share: the signal channel and, on PostgreSQL, its listener.
+#[derive(Debug)]
+struct Shared {
+    signals: tokio::sync::broadcast::Sender<Signal>,
+    listener: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 #[derive(Debug, Clone)]
@@ -186,7 +206,40 @@ impl Store {
                 Inner::Postgres(pool)
             }
         };
-        Ok(Self { inner })
+        Ok(Self {
+            inner,
+            shared: Arc::new(Shared {
+                signals: tokio::sync::broadcast::channel(signals::CAPACITY).0,
+                listener: tokio::sync::Mutex::new(None),
+            }),
+        })
+    }
+
+    /// Signals about the queue from this process and, on PostgreSQL, from every process on the
+    /// database (the first call starts listening and returns once the listener is in place).
+    pub async fn subscribe(&self) -> Result<Subscription> {
+        let receiver = self.shared.signals.subscribe();
+        if let Inner::Postgres(pool) = &self.inner {
+            let mut slot = self.shared.listener.lock().await;
+            if slot.is_none() {
+                let listener = signals::connect(pool).await?;
+                let sender = self.shared.signals.clone();
+                *slot = Some(tokio::spawn(signals::listen(
+                    pool.clone(),
+                    listener,
+                    sender,
+                )));
+            }
+        }
+        Ok(Subscription { receiver })
+    }
+
+    /// Sends a signal to this process's subscribers. PostgreSQL's triggers announce every write
+    /// to all processes (this one included), so only SQLite needs this.
+    pub(crate) fn signal_local(&self, signal: Signal) {
+        if matches!(self.inner, Inner::Sqlite { .. }) {
+            let _ = self.shared.signals.send(signal);
+        }
     }
 
     pub fn backend(&self) -> Backend {
@@ -272,6 +325,9 @@ impl Store {
 
     /// Closes every connection; pending queries finish first.
     pub async fn close(&self) {
+        if let Some(listener) = self.shared.listener.lock().await.take() {
+            listener.abort();
+        }
         match &self.inner {
             Inner::Sqlite { reader, writer } => {
                 reader.close().await;

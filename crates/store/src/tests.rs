@@ -2,10 +2,11 @@
 
 use crate::{Backend, DatabaseLocation, Error, Store};
 
-const TABLES: [&str; 7] = [
+const TABLES: [&str; 8] = [
     "errors",
     "installations",
     "job_events",
+    "job_rate_limits",
     "jobs",
     "llm_calls",
     "repositories",
@@ -44,18 +45,18 @@ async fn execute(store: &Store, sql: &'static str) -> Result<u64, sqlx::Error> {
     }
 }
 
-crate::both_backends!(migrate_creates_the_first_tables, |db| {
+crate::both_backends!(migrate_creates_the_tables, |db| {
     let store = db.connect().await;
-    assert_eq!(store.migrate().await.unwrap(), 1);
+    assert_eq!(store.migrate().await.unwrap(), 2);
     assert_eq!(table_names(&store).await, TABLES);
 });
 
 crate::both_backends!(migrate_twice_changes_nothing, |db| {
     let store = db.store().await;
-    assert_eq!(store.migrate().await.unwrap(), 1);
+    assert_eq!(store.migrate().await.unwrap(), 2);
     // A second process migrating the same database, as `kodiai migrate` beside a running serve.
     let other = db.connect().await;
-    assert_eq!(other.migrate().await.unwrap(), 1);
+    assert_eq!(other.migrate().await.unwrap(), 2);
     assert_eq!(table_names(&store).await, TABLES);
 });
 
@@ -66,7 +67,7 @@ crate::both_backends!(ready_only_after_migrations, |db| {
         other => panic!("expected NotReady before migrating, got {other:?}"),
     }
     store.migrate().await.unwrap();
-    assert_eq!(store.check_ready().await.unwrap(), 1);
+    assert_eq!(store.check_ready().await.unwrap(), 2);
 });
 
 crate::both_backends!(foreign_keys_are_enforced, |db| {
@@ -125,6 +126,7 @@ async fn sqlite_file_and_folder_are_created_in_wal_mode() {
     assert!(path.exists());
     let Store {
         inner: super::Inner::Sqlite { reader, .. },
+        ..
     } = &store
     else {
         panic!("expected SQLite");

@@ -14,7 +14,8 @@ use std::net::SocketAddr;
 
 use axum::Router;
 use kodiai::config::{Config, Env};
-use kodiai::{AppState, RunningServer};
+use kodiai::jobs::{Clock, Handlers};
+use kodiai::{AppState, RunningServer, Setup};
 use kodiai_protocol::ErrorBody;
 pub use kodiai_store::Backend;
 pub use kodiai_store::testing::TestDb;
@@ -40,7 +41,7 @@ impl TestApp {
         TestAppBuilder {
             backend,
             env: Env::new(),
-            routes: Router::new(),
+            setup: Setup::default(),
         }
     }
 
@@ -85,12 +86,12 @@ impl Drop for TestApp {
     }
 }
 
-/// Options of a [`TestApp`]: environment variables (as the real process would read them) and
-/// extra routes mounted inside the real middleware stack.
+/// Options of a [`TestApp`]: environment variables (as the real process would read them),
+/// extra routes mounted inside the real middleware stack, job handlers and the queue's clock.
 pub struct TestAppBuilder {
     backend: Backend,
     env: Env,
-    routes: Router<AppState>,
+    setup: Setup,
 }
 
 impl TestAppBuilder {
@@ -100,7 +101,19 @@ impl TestAppBuilder {
     }
 
     pub fn routes(mut self, routes: Router<AppState>) -> Self {
-        self.routes = routes;
+        self.setup.routes = routes;
+        self
+    }
+
+    /// The job handlers of the server's workers (default: kodiai's own).
+    pub fn handlers(mut self, handlers: Handlers) -> Self {
+        self.setup.handlers = handlers;
+        self
+    }
+
+    /// The queue's clock (default: the system clock).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.setup.clock = clock;
         self
     }
 
@@ -117,7 +130,7 @@ impl TestAppBuilder {
         env.insert("KODIAI_HOST".into(), "127.0.0.1".into());
         env.insert("PORT".into(), "0".into());
         let config = Config::from_sources(None, &env).expect("test configuration is valid");
-        let server = kodiai::start(config, self.routes)
+        let server = kodiai::start(config, self.setup)
             .await
             .expect("the server starts");
         Some(TestApp {

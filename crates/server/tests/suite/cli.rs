@@ -145,7 +145,7 @@ async fn migrate_creates_the_sqlite_file_and_is_idempotent() {
         let output = kodiai(dir.path(), &["migrate"], &[]).await;
         assert_eq!(output.status.code(), Some(0), "{:?}", stderr_lines(&output));
         let stdout = String::from_utf8(output.stdout).unwrap();
-        assert!(stdout.ends_with("1 migrations applied\n"), "{stdout}");
+        assert!(stdout.ends_with("2 migrations applied\n"), "{stdout}");
     }
     assert!(dir.path().join("data/kodiai.db").is_file());
 }
@@ -175,6 +175,7 @@ async fn migrate_and_serve_on_postgres() {
             "errors",
             "installations",
             "job_events",
+            "job_rate_limits",
             "jobs",
             "llm_calls",
             "repositories",
@@ -192,7 +193,7 @@ async fn migrate_and_serve_on_postgres() {
         .await
         .unwrap();
     assert_eq!(ready.database, "postgres");
-    assert_eq!(ready.migrations, 1);
+    assert_eq!(ready.migrations, 2);
     server.kill().await;
 }
 

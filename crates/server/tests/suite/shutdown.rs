@@ -102,7 +102,7 @@ async fn sigterm_during_a_slow_request_lets_it_finish_then_exits_0() {
     sigterm(&server);
     assert!(
         server
-            .wait_for_log("shutting down: no new connections; finishing the requests in flight")
+            .wait_for_log("shutting down: no new connections or jobs; finishing the requests and jobs in flight")
             .await
             .is_some()
     );

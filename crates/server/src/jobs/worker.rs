@@ -1,0 +1,541 @@
+//! Workers: claim a job, run its handler under a lease, record how it ended.
+//!
+//! [`Worker::try_execute_job`] is one step (claim, run, finish) that tests call directly and that
+//! reports [`Outcome::EmptyQueue`] when nothing can be claimed. [`WorkerPool`] runs that step in
+//! a loop per worker and, when the queue is empty, waits for a signal (PostgreSQL `NOTIFY`, an
+//! in-process channel on SQLite) or the poll interval, whichever comes first.
+//!
+//! While a handler runs, the worker renews the job's lease every third of the lease and watches
+//! for the end of the job from outside (cancel through the API, or the lease taken over after
+//! it expired): then, as on timeout and at shutdown, the handler's token fires and the handler
+//! gets the cancel grace to return before it is dropped.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use kodiai_protocol::{FailureReason, Job, JobEventKind, JobFailure, JobKind, JobState};
+use kodiai_store::jobs::spec_of;
+use kodiai_store::{ClaimRequest, Finish, KeyLimits, Lease, RateLimit, Signal, Store};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::{Clock, Handlers, JobContext, JobError};
+use crate::config::JobsConfig;
+
+/// What one [`Worker::try_execute_job`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A job was claimed and its run has ended; `state` is where it is now (`queued` again for
+    /// a retry or a release at shutdown).
+    Completed { job_id: String, state: JobState },
+    /// Nothing could be claimed: no job due, or every due job's key is at its limit.
+    EmptyQueue,
+}
+
+/// How workers behave; from [`JobsConfig`], or built directly by tests.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    pub lease: Duration,
+    /// How often a running job's lease is renewed (a third of the lease by default).
+    pub heartbeat: Duration,
+    pub limits: KeyLimits,
+    pub poll_interval: Duration,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    pub default_timeout: Duration,
+    pub timeouts: HashMap<JobKind, Duration>,
+    pub cancel_grace: Duration,
+}
+
+impl WorkerSettings {
+    pub fn from_config(config: &JobsConfig) -> Self {
+        let lease = config.lease();
+        Self {
+            lease,
+            heartbeat: lease / 3,
+            limits: KeyLimits {
+                max_running: config.per_key_concurrency,
+                rate: (config.per_key_rate_per_minute > 0).then_some(RateLimit {
+                    per_minute: config.per_key_rate_per_minute,
+                    burst: config.per_key_burst,
+                }),
+            },
+            poll_interval: config.poll_interval(),
+            backoff_base: Duration::from_secs(config.backoff_base_secs),
+            backoff_max: Duration::from_secs(config.backoff_max_secs),
+            default_timeout: Duration::from_secs(config.timeout_secs),
+            timeouts: JobKind::ALL
+                .iter()
+                .map(|kind| (*kind, config.timeout(*kind)))
+                .collect(),
+            cancel_grace: config.cancel_grace(),
+        }
+    }
+
+    pub fn timeout(&self, kind: JobKind) -> Duration {
+        self.timeouts
+            .get(&kind)
+            .copied()
+            .unwrap_or(self.default_timeout)
+    }
+
+    /// The wait before run `attempt + 1` after run `attempt` failed transiently: base × 2^(attempt-1),
+    /// at most the maximum, then a random part of its second half taken off ("equal jitter"), so
+    /// that jobs failing together do not retry together.
+    pub fn backoff(&self, attempt: u32, jitter: f64) -> Duration {
+        let exponent = attempt.saturating_sub(1).min(30);
+        let full = self
+            .backoff_base
+            .saturating_mul(1 << exponent)
+            .min(self.backoff_max);
+        full.mul_f64(1.0 - 0.5 * jitter.clamp(0.0, 1.0))
+    }
+}
+
+/// One worker: claims one job at a time and runs it.
+pub struct Worker {
+    name: String,
+    store: Store,
+    handlers: Handlers,
+    kinds: Vec<JobKind>,
+    settings: Arc<WorkerSettings>,
+    clock: Clock,
+    /// Fires when the shutdown grace is over: running handlers are cancelled and their jobs
+    /// released to the queue.
+    abort: CancellationToken,
+    /// When this worker last put expired leases back in the queue.
+    last_reap: tokio::sync::Mutex<Option<DateTime<Utc>>>,
+}
+
+impl Worker {
+    pub fn new(
+        store: Store,
+        handlers: Handlers,
+        settings: Arc<WorkerSettings>,
+        clock: Clock,
+    ) -> Self {
+        let kinds = handlers.kinds();
+        Self {
+            name: worker_name(),
+            store,
+            handlers,
+            kinds,
+            settings,
+            clock,
+            abort: CancellationToken::new(),
+            last_reap: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The lease owner this worker writes: host, process and a unique part.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Cancelling this token ends the running job's handler and releases the job.
+    pub fn abort_token(&self) -> CancellationToken {
+        self.abort.clone()
+    }
+
+    /// Claims one job and runs it to its end (success, failure, retry scheduled, cancelled,
+    /// timed out, or released at shutdown). Errors are the database's; a handler's errors are
+    /// recorded on its job.
+    pub async fn try_execute_job(&self) -> kodiai_store::Result<Outcome> {
+        self.reap_if_due().await?;
+        let request = ClaimRequest {
+            worker: &self.name,
+            kinds: &self.kinds,
+            lease: self.settings.lease,
+            limits: self.settings.limits,
+        };
+        let Some(job) = self.store.claim(&request, self.clock.now()).await? else {
+            return Ok(Outcome::EmptyQueue);
+        };
+        let span = tracing::info_span!("job", job_id = %job.id, kind = %job.kind, attempt = job.attempts,
+            delivery_id = job.delivery_id.as_deref().unwrap_or(""));
+        let state = tracing::Instrument::instrument(self.execute(job.clone()), span).await?;
+        Ok(Outcome::Completed {
+            job_id: job.id,
+            state,
+        })
+    }
+
+    async fn execute(&self, job: Job) -> kodiai_store::Result<JobState> {
+        let started = Instant::now();
+        let Some(lease) = Lease::of(&job) else {
+            return Ok(job.state);
+        };
+        let kind = job.kind.parse::<JobKind>().ok();
+        let handler = kind.and_then(|k| self.handlers.get(k));
+        let (kind, handler, spec) = match (kind, handler, spec_of(&job)) {
+            (Some(kind), Some(handler), Ok(spec)) => (kind, handler, spec),
+            (_, _, spec) => {
+                let message = spec
+                    .err()
+                    .unwrap_or_else(|| format!("no handler for kind {}", job.kind));
+                let failure = JobFailure {
+                    reason: FailureReason::InvalidJob,
+                    message,
+                };
+                tracing::warn!(error = %failure.message, "job cannot run");
+                return self
+                    .finish(&job, &lease, Finish::Failed(failure), started)
+                    .await;
+            }
+        };
+
+        let mut signals = self.store.subscribe().await?;
+        let token = CancellationToken::new();
+        let ctx = JobContext::new(
+            job.clone(),
+            spec,
+            token.clone(),
+            self.store.clone(),
+            self.clock.clone(),
+        );
+        let mut task = tokio::spawn(handler.run(ctx));
+        tracing::info!("job started");
+
+        let timeout = tokio::time::sleep(self.settings.timeout(kind));
+        tokio::pin!(timeout);
+        let mut heartbeat =
+            tokio::time::interval(self.settings.heartbeat.max(Duration::from_millis(10)));
+        heartbeat.tick().await;
+        // Set once the handler must stop, with the reason; the grace runs from then.
+        let mut stop: Option<Stop> = None;
+        let grace = tokio::time::sleep(Duration::MAX);
+        tokio::pin!(grace);
+
+        let joined = loop {
+            tokio::select! {
+                joined = &mut task => break Some(joined),
+                () = &mut timeout, if stop.is_none() => {
+                    stop = Some(Stop::Timeout);
+                }
+                () = self.abort.cancelled(), if stop.is_none() => {
+                    stop = Some(Stop::Shutdown);
+                }
+                _ = heartbeat.tick() => {
+                    let until = self.clock.now() + chrono::Duration::from_std(self.settings.lease).unwrap_or(chrono::Duration::MAX);
+                    match self.store.heartbeat(&lease, until, self.clock.now()).await {
+                        Ok(true) => {}
+                        Ok(false) => { stop.get_or_insert(Stop::Lost); }
+                        Err(e) => tracing::warn!(error = %e, "cannot renew the lease; trying again at the next heartbeat"),
+                    }
+                }
+                signal = signals.recv() => {
+                    let concerns_us = match &signal {
+                        Signal::JobEvent { job_id, kind, .. } => *job_id == job.id && *kind == JobEventKind::Finished,
+                        Signal::Resync => true,
+                        Signal::JobsQueued => false,
+                    };
+                    if concerns_us && stop.is_none() && !self.still_ours(&lease).await {
+                        stop = Some(Stop::Lost);
+                    }
+                }
+                () = &mut grace => {
+                    tracing::warn!(grace_secs = self.settings.cancel_grace.as_secs_f64(), "the handler did not return within the cancel grace; dropping it");
+                    task.abort();
+                    break None;
+                }
+            }
+            if stop.is_some() && !token.is_cancelled() {
+                token.cancel();
+                grace
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + self.settings.cancel_grace);
+            }
+        };
+
+        let finish = match (stop, joined) {
+            (Some(Stop::Lost), _) => {
+                tracing::info!(
+                    "job ended elsewhere (cancelled, or its lease was taken over); its run stopped"
+                );
+                let state = self
+                    .store
+                    .job(&job.id)
+                    .await?
+                    .map_or(JobState::Cancelled, |j| j.state);
+                record_duration(kind, "lost", started);
+                return Ok(state);
+            }
+            (Some(Stop::Shutdown), _) => Finish::Release,
+            (Some(Stop::Timeout), _) => Finish::Failed(JobFailure {
+                reason: FailureReason::Timeout,
+                message: format!(
+                    "ran longer than the {kind} timeout of {} s and was cancelled; what it recorded is kept",
+                    self.settings.timeout(kind).as_secs_f64()
+                ),
+            }),
+            (None, Some(Ok(Ok(result)))) => Finish::Succeeded(result),
+            (None, Some(Ok(Err(JobError::Permanent { message })))) => Finish::Failed(JobFailure {
+                reason: FailureReason::Permanent,
+                message,
+            }),
+            (
+                None,
+                Some(Ok(Err(JobError::Transient {
+                    message,
+                    retry_after,
+                }))),
+            ) => {
+                if job.attempts >= job.max_attempts {
+                    Finish::Failed(JobFailure {
+                        reason: FailureReason::AttemptsExhausted,
+                        message: format!(
+                            "{message} (attempt {} of {})",
+                            job.attempts, job.max_attempts
+                        ),
+                    })
+                } else {
+                    let wait = retry_after
+                        .map(|d| d.min(self.settings.backoff_max))
+                        .unwrap_or_else(|| self.settings.backoff(job.attempts, fastrand::f64()));
+                    metrics::counter!("job_retries_total", "kind" => kind.as_str()).increment(1);
+                    Finish::Retry {
+                        at: self.clock.now()
+                            + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX),
+                        failure: JobFailure {
+                            reason: FailureReason::Transient,
+                            message,
+                        },
+                    }
+                }
+            }
+            (None, Some(Err(join_error))) => {
+                tracing::error!(error = %join_error, "job handler panicked");
+                Finish::Failed(JobFailure {
+                    reason: FailureReason::Panic,
+                    message:
+                        "the handler panicked; the server log has the details under this job id"
+                            .into(),
+                })
+            }
+            // The grace sleep only runs after a stop.
+            (None, None) => Finish::Release,
+        };
+        self.finish(&job, &lease, finish, started).await
+    }
+
+    async fn finish(
+        &self,
+        job: &Job,
+        lease: &Lease,
+        finish: Finish,
+        started: Instant,
+    ) -> kodiai_store::Result<JobState> {
+        let label = match &finish {
+            Finish::Succeeded(_) => "succeeded",
+            Finish::Failed(failure) => failure.reason.as_str(),
+            Finish::Retry { .. } => "retry",
+            Finish::Release => "released",
+        };
+        if let Finish::Failed(failure) = &finish {
+            tracing::warn!(reason = failure.reason.as_str(), error = %failure.message, "job failed");
+        }
+        let kind = job
+            .kind
+            .parse::<JobKind>()
+            .map_or("unknown", JobKind::as_str);
+        metrics::histogram!("job_duration_seconds", "kind" => kind, "outcome" => label)
+            .record(started.elapsed().as_secs_f64());
+        match self.store.finish(lease, finish, self.clock.now()).await? {
+            Some(state) => {
+                tracing::info!(state = state.as_str(), outcome = label, "job run ended");
+                Ok(state)
+            }
+            None => {
+                tracing::info!(
+                    "job ended elsewhere while it ran (cancelled, or its lease was taken over)"
+                );
+                Ok(self
+                    .store
+                    .job(&job.id)
+                    .await?
+                    .map_or(JobState::Cancelled, |j| j.state))
+            }
+        }
+    }
+
+    /// Whether this worker still holds the lease (one read; only on a signal that the job may
+    /// have ended elsewhere).
+    async fn still_ours(&self, lease: &Lease) -> bool {
+        match self.store.job(&lease.job_id).await {
+            Ok(Some(job)) => {
+                job.state == JobState::Running
+                    && job.lease_owner.as_deref() == Some(lease.owner.as_str())
+                    && job.attempts == lease.attempt
+            }
+            Ok(None) => false,
+            // Unknown: keep running; the next heartbeat finds out.
+            Err(_) => true,
+        }
+    }
+
+    /// Puts jobs with expired leases back in the queue, at most every quarter lease per worker.
+    async fn reap_if_due(&self) -> kodiai_store::Result<()> {
+        let now = self.clock.now();
+        let every =
+            chrono::Duration::from_std(self.settings.lease / 4).unwrap_or(chrono::Duration::MAX);
+        let mut last = self.last_reap.lock().await;
+        if last.is_some_and(|at| now - at < every) {
+            return Ok(());
+        }
+        *last = Some(now);
+        for reaped in self.store.reap_expired(now).await? {
+            tracing::warn!(job_id = %reaped.job_id, kind = %reaped.kind, state = reaped.state.as_str(),
+                "a job's lease expired (its worker stopped); it is queued again unless its attempts are used up");
+            metrics::counter!("job_lease_expiries_total", "kind" => kind_label(&reaped.kind))
+                .increment(1);
+        }
+        Ok(())
+    }
+}
+
+/// Why a handler was told to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Timeout,
+    Shutdown,
+    /// The job is no longer this worker's: cancelled, or taken over after a lease expiry.
+    Lost,
+}
+
+fn record_duration(kind: JobKind, outcome: &'static str, started: Instant) {
+    metrics::histogram!("job_duration_seconds", "kind" => kind.as_str(), "outcome" => outcome)
+        .record(started.elapsed().as_secs_f64());
+}
+
+/// A metrics label for a stored kind: known kinds by name, anything else as `unknown` (labels
+/// must stay a small set).
+fn kind_label(kind: &str) -> &'static str {
+    kind.parse::<JobKind>().map_or("unknown", JobKind::as_str)
+}
+
+fn worker_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".to_owned());
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}/{}/{}", std::process::id(), &unique[..8])
+}
+
+/// Workers running in loops until shut down.
+pub struct WorkerPool {
+    stop: CancellationToken,
+    aborts: Vec<CancellationToken>,
+    tasks: JoinSet<()>,
+    size: u32,
+}
+
+impl WorkerPool {
+    /// Starts `size` workers. Each claims jobs while there are any, then waits for a signal or
+    /// the poll interval.
+    pub fn start(
+        store: Store,
+        handlers: Handlers,
+        settings: WorkerSettings,
+        clock: Clock,
+        size: u32,
+    ) -> Self {
+        let settings = Arc::new(settings);
+        let stop = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        let mut aborts = Vec::new();
+        for _ in 0..size {
+            let worker = Worker::new(
+                store.clone(),
+                handlers.clone(),
+                Arc::clone(&settings),
+                clock.clone(),
+            );
+            aborts.push(worker.abort_token());
+            tasks.spawn(run_loop(
+                worker,
+                store.clone(),
+                settings.poll_interval,
+                stop.clone(),
+            ));
+        }
+        Self {
+            stop,
+            aborts,
+            tasks,
+            size,
+        }
+    }
+
+    pub fn size(&self) -> u32 {
+        self.size
+    }
+
+    /// Stops claiming, lets running jobs finish within `grace`, then cancels the rest and puts
+    /// their jobs back in the queue (without using up an attempt).
+    pub async fn shutdown(mut self, grace: Duration) {
+        self.stop.cancel();
+        let drained = tokio::time::timeout(grace, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                grace_secs = grace.as_secs(),
+                "jobs still running after the shutdown grace; cancelling them and queueing them again"
+            );
+            for abort in &self.aborts {
+                abort.cancel();
+            }
+            while self.tasks.join_next().await.is_some() {}
+        }
+    }
+}
+
+async fn run_loop(worker: Worker, store: Store, poll: Duration, stop: CancellationToken) {
+    let mut signals = match store.subscribe().await {
+        Ok(signals) => Some(signals),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot subscribe to queue signals; polling only");
+            None
+        }
+    };
+    while !stop.is_cancelled() {
+        if let Some(signals) = signals.as_mut() {
+            signals.drain();
+        }
+        let wait = match worker.try_execute_job().await {
+            Ok(Outcome::Completed { .. }) => continue,
+            Ok(Outcome::EmptyQueue) => poll,
+            Err(e) => {
+                tracing::warn!(worker = worker.name(), error = %e, "claiming a job failed; trying again");
+                poll.max(Duration::from_secs(1))
+            }
+        };
+        tokio::select! {
+            () = stop.cancelled() => break,
+            () = tokio::time::sleep(wait) => {}
+            () = wait_for_work(signals.as_mut()) => {}
+        }
+    }
+}
+
+async fn wait_for_work(signals: Option<&mut kodiai_store::Subscription>) {
+    let Some(signals) = signals else {
+        return std::future::pending().await;
+    };
+    loop {
+        match signals.recv().await {
+            Signal::JobsQueued | Signal::Resync => return,
+            // A job that finished frees a slot of its key.
+            Signal::JobEvent {
+                kind: JobEventKind::Finished | JobEventKind::Error,
+                ..
+            } => return,
+            Signal::JobEvent { .. } => {}
+        }
+    }
+}

@@ -1,0 +1,1120 @@
+//! The job queue's storage: enqueue (alone or inside a [`Tx`] with other writes), claim with
+//! per-key concurrency and rate limits, heartbeat, finish, reap expired leases, cancel, retry,
+//! the event log, and the reads of the API.
+//!
+//! Every function takes `now` from the caller (the worker's clock), so that tests move time
+//! by hand; timestamps are truncated to microseconds, PostgreSQL's precision, so that both
+//! backends store the same values. On SQLite they are RFC 3339 text in UTC written by sqlx in
+//! one format, so text order is time order.
+//!
+//! A worker owns a running job through its [`Lease`]: the owner name *and* the attempt number.
+//! Every write of a worker checks both, so a worker that lost its job (lease expired and the job
+//! was claimed again, or it was cancelled) changes nothing.
+
+use std::time::Duration;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use kodiai_protocol::{
+    FailureReason, Job, JobEvent, JobEventKind, JobFailure, JobKind, JobSpec, JobState, Page,
+};
+use serde_json::{Value, json};
+use sqlx::types::Json;
+
+use crate::signals::Signal;
+use crate::{Error, Inner, Result, Store};
+
+/// Columns of `jobs` read into a [`JobRow`], as a literal so that queries stay `&'static str`.
+macro_rules! job_columns {
+    () => {
+        "id, kind, payload, priority, state, attempts, max_attempts, run_at, lease_owner, \
+         lease_expires_at, concurrency_key, dedupe_key, installation_id, delivery_id, result, \
+         error, failure_reason, created_at, updated_at, started_at, finished_at, event_seq"
+    };
+}
+
+/// Runs `$body` with `$conn` bound to the pool for reads (SQLite: the reader pool).
+macro_rules! with_reader {
+    ($store:expr, |$conn:ident| $body:expr) => {
+        match &$store.inner {
+            Inner::Sqlite { reader, .. } => {
+                let $conn = reader;
+                $body
+            }
+            Inner::Postgres(pool) => {
+                let $conn = pool;
+                $body
+            }
+        }
+    };
+}
+
+/// Runs `$body` with `$tx` bound to a new transaction (SQLite: on the one writer connection).
+/// `$body` must commit; dropping the transaction rolls it back.
+macro_rules! in_transaction {
+    ($store:expr, |$tx:ident| $body:expr) => {
+        match &$store.inner {
+            Inner::Sqlite { writer, .. } => {
+                let mut $tx = writer.begin().await?;
+                $body
+            }
+            Inner::Postgres(pool) => {
+                let mut $tx = pool.begin().await?;
+                $body
+            }
+        }
+    };
+}
+
+/// A job to enqueue. [`NewJob::new`] sets the defaults; the builder methods the rest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewJob {
+    pub spec: JobSpec,
+    /// Lower runs first. Default 0.
+    pub priority: i32,
+    /// Not before this time. Default: now.
+    pub run_at: Option<DateTime<Utc>>,
+    /// Runs before a transiently failing job fails for good. Default 3.
+    pub max_attempts: u32,
+    pub concurrency_key: Option<String>,
+    pub dedupe_key: Option<String>,
+    pub installation_id: Option<i64>,
+    pub delivery_id: Option<String>,
+}
+
+impl NewJob {
+    pub fn new(spec: JobSpec) -> Self {
+        Self {
+            spec,
+            priority: 0,
+            run_at: None,
+            max_attempts: 3,
+            concurrency_key: None,
+            dedupe_key: None,
+            installation_id: None,
+            delivery_id: None,
+        }
+    }
+
+    pub fn concurrency_key(mut self, key: impl Into<String>) -> Self {
+        self.concurrency_key = Some(key.into());
+        self
+    }
+
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    pub fn run_at(mut self, at: DateTime<Utc>) -> Self {
+        self.run_at = Some(at);
+        self
+    }
+
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    pub fn dedupe_key(mut self, key: impl Into<String>) -> Self {
+        self.dedupe_key = Some(key.into());
+        self
+    }
+
+    pub fn installation(mut self, installation_id: i64) -> Self {
+        self.installation_id = Some(installation_id);
+        self
+    }
+
+    pub fn delivery(mut self, delivery_id: impl Into<String>) -> Self {
+        self.delivery_id = Some(delivery_id.into());
+        self
+    }
+}
+
+/// The answer to an enqueue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enqueued {
+    pub id: String,
+    /// `false` when a job with the same dedupe key existed; `id` is that job's.
+    pub created: bool,
+}
+
+/// Limits that apply per concurrency key while claiming.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KeyLimits {
+    /// Running jobs per key, at most.
+    pub max_running: u32,
+    /// Claims per key over time; `None` for no rate limit.
+    pub rate: Option<RateLimit>,
+}
+
+/// A token bucket: `per_minute` claims a minute on average, up to `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    pub per_minute: u32,
+    pub burst: u32,
+}
+
+impl RateLimit {
+    /// Seconds between claims at the average rate.
+    fn interval(self) -> f64 {
+        60.0 / f64::from(self.per_minute.max(1))
+    }
+
+    /// How far ahead of `now` the bucket's arrival time may run: the burst.
+    fn tolerance(self) -> f64 {
+        f64::from(self.burst.max(1) - 1) * self.interval()
+    }
+}
+
+/// What a worker asks for when it claims.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest<'a> {
+    /// The worker's name, written as the lease owner.
+    pub worker: &'a str,
+    /// The kinds this worker can run; other jobs stay for other workers.
+    pub kinds: &'a [JobKind],
+    /// How long the lease lasts without a heartbeat.
+    pub lease: Duration,
+    pub limits: KeyLimits,
+}
+
+/// A worker's hold on a running job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub job_id: String,
+    pub owner: String,
+    pub attempt: u32,
+}
+
+impl Lease {
+    /// The lease of a job as claimed; `None` when the job is not running.
+    pub fn of(job: &Job) -> Option<Self> {
+        Some(Self {
+            job_id: job.id.clone(),
+            owner: job.lease_owner.clone()?,
+            attempt: job.attempts,
+        })
+    }
+}
+
+/// How a run ended, as the worker records it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Finish {
+    /// Final: `succeeded` with the handler's result.
+    Succeeded(Value),
+    /// Final: `failed`.
+    Failed(JobFailure),
+    /// Back to `queued` until `at`; `failure` says why this run failed.
+    Retry {
+        at: DateTime<Utc>,
+        failure: JobFailure,
+    },
+    /// Back to `queued` at once without using up an attempt: the worker is shutting down.
+    Release,
+}
+
+/// A running job whose lease had expired, as [`Store::reap_expired`] left it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reaped {
+    pub job_id: String,
+    pub kind: String,
+    /// `queued` to run again, or `failed` when no attempts were left.
+    pub state: JobState,
+}
+
+/// The answer to a cancel or retry of a job that exists.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transition {
+    /// Done; the job as it is now.
+    Done(Box<Job>),
+    /// Not possible from the job's state.
+    NotAllowed(JobState),
+}
+
+/// Filters of [`Store::list_jobs`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobFilter {
+    pub kind: Option<String>,
+    pub state: Option<JobState>,
+    pub concurrency_key: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct JobRow {
+    id: String,
+    kind: String,
+    payload: Json<Value>,
+    priority: i32,
+    state: String,
+    attempts: i32,
+    max_attempts: i32,
+    run_at: DateTime<Utc>,
+    lease_owner: Option<String>,
+    lease_expires_at: Option<DateTime<Utc>>,
+    concurrency_key: Option<String>,
+    dedupe_key: Option<String>,
+    installation_id: Option<i64>,
+    delivery_id: Option<String>,
+    result: Option<Json<Value>>,
+    error: Option<String>,
+    failure_reason: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+    event_seq: i32,
+}
+
+impl JobRow {
+    fn into_job(self) -> Result<Job> {
+        let state = self
+            .state
+            .parse::<JobState>()
+            .map_err(|e| Error::Corrupt(format!("job {}: {e}", self.id)))?;
+        let error = match (self.failure_reason, self.error) {
+            (Some(reason), message) => Some(JobFailure {
+                reason: serde_json::from_value(Value::String(reason.clone())).map_err(|_| {
+                    Error::Corrupt(format!(
+                        "job {}: unknown failure reason {reason:?}",
+                        self.id
+                    ))
+                })?,
+                message: message.unwrap_or_default(),
+            }),
+            (None, _) => None,
+        };
+        Ok(Job {
+            id: self.id,
+            kind: self.kind,
+            payload: self.payload.0,
+            priority: self.priority,
+            state,
+            attempts: u32::try_from(self.attempts).unwrap_or(0),
+            max_attempts: u32::try_from(self.max_attempts).unwrap_or(0),
+            run_at: self.run_at,
+            lease_owner: self.lease_owner,
+            lease_expires_at: self.lease_expires_at,
+            concurrency_key: self.concurrency_key,
+            dedupe_key: self.dedupe_key,
+            installation_id: self.installation_id,
+            delivery_id: self.delivery_id,
+            result: self.result.map(|r| r.0),
+            error,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    job_id: String,
+    seq: i64,
+    kind: String,
+    data: Json<Value>,
+    created_at: DateTime<Utc>,
+}
+
+impl EventRow {
+    fn into_event(self) -> Result<JobEvent> {
+        Ok(JobEvent {
+            kind: self.kind.parse().map_err(|e| {
+                Error::Corrupt(format!("event {} of job {}: {e}", self.seq, self.job_id))
+            })?,
+            job_id: self.job_id,
+            seq: self.seq,
+            data: self.data.0,
+            created_at: self.created_at,
+        })
+    }
+}
+
+/// Both backends keep microseconds.
+fn ts(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.trunc_subsecs(6)
+}
+
+fn epoch_secs(at: DateTime<Utc>) -> f64 {
+    // Microsecond timestamps fit a double's 53-bit mantissa exactly for millennia.
+    #[allow(clippy::cast_precision_loss, reason = "see above")]
+    let micros = at.timestamp_micros() as f64;
+    micros / 1_000_000.0
+}
+
+fn lease_until(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
+    ts(now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX))
+}
+
+/// The payload column of a spec: its fields without the `kind` tag (the kind has its column).
+fn payload_of(spec: &JobSpec) -> Result<Value> {
+    let mut value = serde_json::to_value(spec).map_err(|e| Error::Corrupt(e.to_string()))?;
+    if let Value::Object(map) = &mut value {
+        map.remove("kind");
+    }
+    Ok(value)
+}
+
+/// Parses a stored job back into its spec. The error names what is wrong, for the job's
+/// failure message.
+pub fn spec_of(job: &Job) -> std::result::Result<JobSpec, String> {
+    let mut value = job.payload.clone();
+    match &mut value {
+        Value::Object(map) => {
+            map.insert("kind".into(), Value::String(job.kind.clone()));
+        }
+        _ => {
+            return Err(format!(
+                "the payload of job {} is not a JSON object",
+                job.id
+            ));
+        }
+    }
+    serde_json::from_value(value)
+        .map_err(|e| format!("job {} ({}) cannot be read: {e}", job.id, job.kind))
+}
+
+const INSERT_JOB: &str = "INSERT INTO jobs (id, kind, payload, priority, state, max_attempts, \
+     run_at, concurrency_key, dedupe_key, installation_id, delivery_id, created_at, updated_at) \
+     VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $10, $11, $11) \
+     ON CONFLICT (dedupe_key) DO NOTHING RETURNING id";
+
+const INSERT_EVENT: &str = "INSERT INTO job_events (job_id, seq, kind, data, created_at) \
+     VALUES ($1, $2, $3, $4, $5)";
+
+const FIND_BY_DEDUPE_KEY: &str = "SELECT id FROM jobs WHERE dedupe_key = $1";
+
+/// Inserts one job on any connection of either backend (plain or in a transaction).
+macro_rules! insert_job {
+    ($conn:expr, $job:expr, $now:expr) => {{
+        let job: &NewJob = $job;
+        let now = ts($now);
+        let id = uuid::Uuid::now_v7().to_string();
+        let payload = payload_of(&job.spec)?;
+        let inserted: Option<(String,)> = sqlx::query_as(INSERT_JOB)
+            .bind(&id)
+            .bind(job.spec.kind().as_str())
+            .bind(Json(payload))
+            .bind(job.priority)
+            .bind(i32::try_from(job.max_attempts).unwrap_or(i32::MAX))
+            .bind(ts(job.run_at.unwrap_or(now)))
+            .bind(&job.concurrency_key)
+            .bind(&job.dedupe_key)
+            .bind(job.installation_id)
+            .bind(&job.delivery_id)
+            .bind(now)
+            .fetch_optional(&mut *$conn)
+            .await?;
+        match inserted {
+            Some((id,)) => Enqueued { id, created: true },
+            None => {
+                let (id,): (String,) = sqlx::query_as(FIND_BY_DEDUPE_KEY)
+                    .bind(&job.dedupe_key)
+                    .fetch_one(&mut *$conn)
+                    .await?;
+                Enqueued { id, created: false }
+            }
+        }
+    }};
+}
+
+/// Appends an event with a number already taken from the job's `event_seq`.
+macro_rules! insert_event {
+    ($conn:expr, $job_id:expr, $seq:expr, $kind:expr, $data:expr, $now:expr) => {{
+        sqlx::query(INSERT_EVENT)
+            .bind($job_id)
+            .bind($seq)
+            .bind(JobEventKind::as_str($kind))
+            .bind(Json($data))
+            .bind(ts($now))
+            .execute(&mut *$conn)
+            .await?;
+    }};
+}
+
+/// A transaction that other writes can share with enqueues (a webhook delivery and its job
+/// are stored together or not at all). Dropping it without [`Tx::commit`] rolls back.
+pub struct Tx {
+    inner: TxInner,
+    store: Store,
+    queued: bool,
+}
+
+enum TxInner {
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+impl Tx {
+    /// Enqueues a job inside this transaction; workers see it at commit.
+    pub async fn enqueue(&mut self, job: &NewJob, now: DateTime<Utc>) -> Result<Enqueued> {
+        let enqueued = match &mut self.inner {
+            TxInner::Sqlite(tx) => insert_job!(&mut **tx, job, now),
+            TxInner::Postgres(tx) => insert_job!(&mut **tx, job, now),
+        };
+        self.queued |= enqueued.created;
+        Ok(enqueued)
+    }
+
+    pub async fn commit(self) -> Result<()> {
+        match self.inner {
+            TxInner::Sqlite(tx) => tx.commit().await?,
+            TxInner::Postgres(tx) => tx.commit().await?,
+        }
+        if self.queued {
+            self.store.signal_local(Signal::JobsQueued);
+        }
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Starts a transaction for enqueues together with other writes.
+    pub async fn begin(&self) -> Result<Tx> {
+        let inner = match &self.inner {
+            Inner::Sqlite { writer, .. } => TxInner::Sqlite(writer.begin().await?),
+            Inner::Postgres(pool) => TxInner::Postgres(pool.begin().await?),
+        };
+        Ok(Tx {
+            inner,
+            store: self.clone(),
+            queued: false,
+        })
+    }
+
+    /// Enqueues one job. With a dedupe key that exists already, returns that job instead.
+    pub async fn enqueue(&self, job: &NewJob, now: DateTime<Utc>) -> Result<Enqueued> {
+        let mut tx = self.begin().await?;
+        let enqueued = tx.enqueue(job, now).await?;
+        tx.commit().await?;
+        Ok(enqueued)
+    }
+
+    /// Claims the next job this worker may run: queued, due, of one of its kinds, in priority
+    /// then run-time order, skipping keys at their running limit or out of rate tokens (so one
+    /// busy key never holds up the others). The job comes back `running`, with this worker's
+    /// lease, its attempt counted and a `started` event recorded.
+    pub async fn claim(
+        &self,
+        request: &ClaimRequest<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Job>> {
+        let now = ts(now);
+        let claimed = match &self.inner {
+            Inner::Sqlite { writer, .. } => sqlite::claim(writer, request, now).await?,
+            Inner::Postgres(pool) => postgres::claim(pool, request, now).await?,
+        };
+        let Some((job, seq)) = claimed else {
+            return Ok(None);
+        };
+        self.signal_local(Signal::JobEvent {
+            job_id: job.id.clone(),
+            seq,
+            kind: JobEventKind::Started,
+        });
+        Ok(Some(job))
+    }
+
+    /// Extends a lease. `false` when the lease is gone (the job was cancelled, or claimed by
+    /// another worker after this one's lease expired): the worker must stop the job.
+    pub async fn heartbeat(
+        &self,
+        lease: &Lease,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        const SQL: &str = "UPDATE jobs SET lease_expires_at = $1, updated_at = $2 \
+             WHERE id = $3 AND state = 'running' AND lease_owner = $4 AND attempts = $5";
+        let attempt = i32::try_from(lease.attempt).unwrap_or(i32::MAX);
+        let done = match &self.inner {
+            Inner::Sqlite { writer, .. } => sqlx::query(SQL)
+                .bind(ts(until))
+                .bind(ts(now))
+                .bind(&lease.job_id)
+                .bind(&lease.owner)
+                .bind(attempt)
+                .execute(writer)
+                .await?
+                .rows_affected(),
+            Inner::Postgres(pool) => sqlx::query(SQL)
+                .bind(ts(until))
+                .bind(ts(now))
+                .bind(&lease.job_id)
+                .bind(&lease.owner)
+                .bind(attempt)
+                .execute(pool)
+                .await?
+                .rows_affected(),
+        };
+        Ok(done == 1)
+    }
+
+    /// Records how a run ended. Returns the job's new state, or `None` when the lease was lost
+    /// meanwhile (then nothing is written: whoever holds the job now decides).
+    pub async fn finish(
+        &self,
+        lease: &Lease,
+        finish: Finish,
+        now: DateTime<Utc>,
+    ) -> Result<Option<JobState>> {
+        const SQL: &str = "UPDATE jobs SET state = $1, result = $2, error = $3, \
+             failure_reason = $4, run_at = $5, finished_at = $6, attempts = attempts - $7, \
+             updated_at = $8, lease_owner = NULL, lease_expires_at = NULL, \
+             event_seq = event_seq + 1 \
+             WHERE id = $9 AND state = 'running' AND lease_owner = $10 AND attempts = $11 \
+             RETURNING event_seq, run_at";
+        let now = ts(now);
+        let attempt = i32::try_from(lease.attempt).unwrap_or(i32::MAX);
+        let (state, result, failure, run_at, finished_at, give_back, event, data) = match &finish {
+            Finish::Succeeded(result) => (
+                JobState::Succeeded,
+                Some(result.clone()),
+                None,
+                None,
+                Some(now),
+                0,
+                JobEventKind::Finished,
+                json!({"state": "succeeded", "result": result}),
+            ),
+            Finish::Failed(failure) => (
+                JobState::Failed,
+                None,
+                Some(failure.clone()),
+                None,
+                Some(now),
+                0,
+                JobEventKind::Finished,
+                json!({"state": "failed", "error": failure}),
+            ),
+            Finish::Retry { at, failure } => (
+                JobState::Queued,
+                None,
+                Some(failure.clone()),
+                Some(ts(*at)),
+                None,
+                0,
+                JobEventKind::Error,
+                json!({"reason": failure.reason, "message": failure.message,
+                       "attempt": lease.attempt, "retry_at": ts(*at)}),
+            ),
+            Finish::Release => (
+                JobState::Queued,
+                None,
+                None,
+                Some(now),
+                None,
+                1,
+                JobEventKind::Log,
+                json!({"message": format!("worker {} stopped; the job is queued again", lease.owner)}),
+            ),
+        };
+        let updated = in_transaction!(self, |tx| {
+            let row: Option<(i32, DateTime<Utc>)> = sqlx::query_as(SQL)
+                .bind(state.as_str())
+                .bind(result.map(Json))
+                .bind(failure.as_ref().map(|f| f.message.clone()))
+                .bind(failure.as_ref().map(|f| f.reason.as_str()))
+                // Keep the run time of a final job (when it was due), move it for a retry.
+                .bind(run_at)
+                .bind(finished_at)
+                .bind(give_back)
+                .bind(now)
+                .bind(&lease.job_id)
+                .bind(&lease.owner)
+                .bind(attempt)
+                .fetch_optional(&mut *tx)
+                .await?;
+            match row {
+                Some((seq, _)) => {
+                    insert_event!(&mut *tx, &lease.job_id, i64::from(seq), event, data, now);
+                    tx.commit().await?;
+                    Some(i64::from(seq))
+                }
+                None => None,
+            }
+        });
+        let Some(seq) = updated else {
+            return Ok(None);
+        };
+        self.signal_local(Signal::JobEvent {
+            job_id: lease.job_id.clone(),
+            seq,
+            kind: event,
+        });
+        if state == JobState::Queued {
+            self.signal_local(Signal::JobsQueued);
+        }
+        Ok(Some(state))
+    }
+
+    /// Puts running jobs whose lease expired (their worker died or lost the database) back in
+    /// the queue, or fails them when no attempts are left; records an `error` or `finished`
+    /// event for each.
+    pub async fn reap_expired(&self, now: DateTime<Utc>) -> Result<Vec<Reaped>> {
+        const SQL: &str = "UPDATE jobs SET \
+             state = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END, \
+             finished_at = CASE WHEN attempts >= max_attempts THEN $1 ELSE NULL END, \
+             failure_reason = 'lease_expired', \
+             error = 'the worker running attempt ' || attempts || ' (' || lease_owner || ') stopped renewing its lease', \
+             run_at = $1, updated_at = $1, lease_owner = NULL, lease_expires_at = NULL, \
+             event_seq = event_seq + 1 \
+             WHERE state = 'running' AND lease_expires_at <= $1 \
+             RETURNING id, kind, state, attempts, error, event_seq";
+        let now = ts(now);
+        let reaped = in_transaction!(self, |tx| {
+            let rows: Vec<(String, String, String, i32, String, i32)> =
+                sqlx::query_as(SQL).bind(now).fetch_all(&mut *tx).await?;
+            let mut reaped = Vec::with_capacity(rows.len());
+            for (id, kind, state, attempts, message, seq) in rows {
+                let state: JobState = state.parse().map_err(|e| Error::Corrupt(format!("{e}")))?;
+                let failure = JobFailure {
+                    reason: FailureReason::LeaseExpired,
+                    message,
+                };
+                let (event, data) = if state == JobState::Failed {
+                    (
+                        JobEventKind::Finished,
+                        json!({"state": "failed", "error": failure}),
+                    )
+                } else {
+                    (
+                        JobEventKind::Error,
+                        json!({"reason": failure.reason, "message": failure.message, "attempt": attempts}),
+                    )
+                };
+                insert_event!(&mut *tx, &id, i64::from(seq), event, data, now);
+                reaped.push((
+                    Reaped {
+                        job_id: id,
+                        kind,
+                        state,
+                    },
+                    i64::from(seq),
+                    event,
+                ));
+            }
+            tx.commit().await?;
+            reaped
+        });
+        let mut out = Vec::with_capacity(reaped.len());
+        for (reaped, seq, kind) in reaped {
+            self.signal_local(Signal::JobEvent {
+                job_id: reaped.job_id.clone(),
+                seq,
+                kind,
+            });
+            out.push(reaped);
+        }
+        if out.iter().any(|r| r.state == JobState::Queued) {
+            self.signal_local(Signal::JobsQueued);
+        }
+        Ok(out)
+    }
+
+    /// Cancels a queued or running job (a running job's worker sees its lease gone and stops
+    /// the handler). `None` when there is no such job.
+    pub async fn cancel_job(
+        &self,
+        id: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Transition>> {
+        const SQL: &str = concat!(
+            "UPDATE jobs SET state = 'cancelled', failure_reason = 'cancelled', error = $1, \
+             finished_at = $2, updated_at = $2, lease_owner = NULL, lease_expires_at = NULL, \
+             event_seq = event_seq + 1 \
+             WHERE id = $3 AND state IN ('queued', 'running') RETURNING ",
+            job_columns!()
+        );
+        let now = ts(now);
+        let failure = JobFailure {
+            reason: FailureReason::Cancelled,
+            message: reason.to_owned(),
+        };
+        let data = json!({"state": "cancelled", "error": failure});
+        self.transition(SQL, id, Some(reason), JobEventKind::Finished, data, now)
+            .await
+    }
+
+    /// Queues a failed or cancelled job again, with its attempts reset. `None` when there is
+    /// no such job.
+    pub async fn retry_job(&self, id: &str, now: DateTime<Utc>) -> Result<Option<Transition>> {
+        const SQL: &str = concat!(
+            "UPDATE jobs SET state = 'queued', attempts = 0, run_at = $2, result = NULL, \
+             error = $1, failure_reason = NULL, finished_at = NULL, updated_at = $2, \
+             event_seq = event_seq + 1 \
+             WHERE id = $3 AND state IN ('failed', 'cancelled') RETURNING ",
+            job_columns!()
+        );
+        let data = json!({"message": "queued again by an operator"});
+        let transition = self
+            .transition(SQL, id, None, JobEventKind::Log, data, ts(now))
+            .await?;
+        if matches!(transition, Some(Transition::Done(_))) {
+            self.signal_local(Signal::JobsQueued);
+        }
+        Ok(transition)
+    }
+
+    /// Runs a state change of one job (`$1` message, `$2` now, `$3` id, returning the job's
+    /// columns) with its event.
+    async fn transition(
+        &self,
+        sql: &'static str,
+        id: &str,
+        message: Option<&str>,
+        event: JobEventKind,
+        data: Value,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Transition>> {
+        let row: Option<JobRow> = in_transaction!(self, |tx| {
+            let row: Option<JobRow> = sqlx::query_as(sql)
+                .bind(message)
+                .bind(now)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(row) = &row {
+                insert_event!(&mut *tx, id, i64::from(row.event_seq), event, data, now);
+                tx.commit().await?;
+            }
+            row
+        });
+        match row {
+            Some(row) => {
+                let seq = i64::from(row.event_seq);
+                let job = row.into_job()?;
+                self.signal_local(Signal::JobEvent {
+                    job_id: job.id.clone(),
+                    seq,
+                    kind: event,
+                });
+                Ok(Some(Transition::Done(Box::new(job))))
+            }
+            None => Ok(self
+                .job(id)
+                .await?
+                .map(|job| Transition::NotAllowed(job.state))),
+        }
+    }
+
+    /// Appends an event to a job's log. `None` when there is no such job.
+    pub async fn record_event(
+        &self,
+        job_id: &str,
+        kind: JobEventKind,
+        data: Value,
+        now: DateTime<Utc>,
+    ) -> Result<Option<JobEvent>> {
+        const NEXT_SEQ: &str =
+            "UPDATE jobs SET event_seq = event_seq + 1 WHERE id = $1 RETURNING event_seq";
+        let now = ts(now);
+        let seq: Option<i64> = in_transaction!(self, |tx| {
+            let row: Option<(i32,)> = sqlx::query_as(NEXT_SEQ)
+                .bind(job_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            match row {
+                Some((seq,)) => {
+                    insert_event!(&mut *tx, job_id, i64::from(seq), kind, data.clone(), now);
+                    tx.commit().await?;
+                    Some(i64::from(seq))
+                }
+                None => None,
+            }
+        });
+        let Some(seq) = seq else {
+            return Ok(None);
+        };
+        self.signal_local(Signal::JobEvent {
+            job_id: job_id.to_owned(),
+            seq,
+            kind,
+        });
+        Ok(Some(JobEvent {
+            job_id: job_id.to_owned(),
+            seq,
+            kind,
+            data,
+            created_at: now,
+        }))
+    }
+
+    /// One job.
+    pub async fn job(&self, id: &str) -> Result<Option<Job>> {
+        const SQL: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE id = $1");
+        let row: Option<JobRow> = with_reader!(self, |pool| sqlx::query_as(SQL)
+            .bind(id)
+            .fetch_optional(pool)
+            .await?);
+        row.map(JobRow::into_job).transpose()
+    }
+
+    /// A page of jobs, newest first. `cursor` is the `next_cursor` of the previous page.
+    pub async fn list_jobs(
+        &self,
+        filter: &JobFilter,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> Result<Page<Job>> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM jobs WHERE ($1 IS NULL OR kind = $1) AND ($2 IS NULL OR state = $2) \
+             AND ($3 IS NULL OR concurrency_key = $3) AND ($4 IS NULL OR id < $4) \
+             ORDER BY id DESC LIMIT $5"
+        );
+        let limit = limit.max(1);
+        let rows: Vec<JobRow> = with_reader!(self, |pool| {
+            sqlx::query_as(SQL)
+                .bind(&filter.kind)
+                .bind(filter.state.map(JobState::as_str))
+                .bind(&filter.concurrency_key)
+                .bind(cursor)
+                .bind(i64::from(limit) + 1)
+                .fetch_all(pool)
+                .await?
+        });
+        let mut data = rows
+            .into_iter()
+            .map(JobRow::into_job)
+            .collect::<Result<Vec<_>>>()?;
+        let next_cursor = if data.len() > limit as usize {
+            data.truncate(limit as usize);
+            data.last().map(|job| job.id.clone())
+        } else {
+            None
+        };
+        Ok(Page { data, next_cursor })
+    }
+
+    /// A job's events after `after` (0 for all), in order, at most `limit`.
+    pub async fn events_after(
+        &self,
+        job_id: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<JobEvent>> {
+        const SQL: &str = "SELECT job_id, CAST(seq AS BIGINT) AS seq, kind, data, created_at \
+             FROM job_events WHERE job_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
+        let rows: Vec<EventRow> = with_reader!(self, |pool| {
+            sqlx::query_as(SQL)
+                .bind(job_id)
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await?
+        });
+        rows.into_iter().map(EventRow::into_event).collect()
+    }
+
+    /// The `step` events of a job, in order: what earlier runs already did.
+    pub async fn steps(&self, job_id: &str) -> Result<Vec<JobEvent>> {
+        const SQL: &str = "SELECT job_id, CAST(seq AS BIGINT) AS seq, kind, data, created_at \
+             FROM job_events WHERE job_id = $1 AND kind = 'step' ORDER BY seq";
+        let rows: Vec<EventRow> = with_reader!(self, |pool| sqlx::query_as(SQL)
+            .bind(job_id)
+            .fetch_all(pool)
+            .await?);
+        rows.into_iter().map(EventRow::into_event).collect()
+    }
+
+    /// How many jobs there are per kind and state.
+    pub async fn job_counts(&self) -> Result<Vec<(String, JobState, i64)>> {
+        const SQL: &str = "SELECT kind, state, COUNT(*) FROM jobs GROUP BY kind, state";
+        let rows: Vec<(String, String, i64)> =
+            with_reader!(self, |pool| sqlx::query_as(SQL).fetch_all(pool).await?);
+        rows.into_iter()
+            .map(|(kind, state, count)| {
+                let state = state.parse().map_err(|e| Error::Corrupt(format!("{e}")))?;
+                Ok((kind, state, count))
+            })
+            .collect()
+    }
+
+    /// When the next queued job of these kinds falls due (now, if one is due already).
+    pub async fn next_run_at(&self, kinds: &[JobKind]) -> Result<Option<DateTime<Utc>>> {
+        // Few kinds: filtering after the MIN per kind keeps the SQL one string for both backends.
+        const SQL: &str = "SELECT kind, MIN(run_at) FROM jobs WHERE state = 'queued' GROUP BY kind";
+        let rows: Vec<(String, Option<DateTime<Utc>>)> =
+            with_reader!(self, |pool| sqlx::query_as(SQL).fetch_all(pool).await?);
+        Ok(rows
+            .into_iter()
+            .filter(|(kind, _)| kinds.iter().any(|k| k.as_str() == kind))
+            .filter_map(|(_, at)| at)
+            .min())
+    }
+}
+
+/// SQLite: one writer, so a claim is one `UPDATE … RETURNING` whose subquery applies every
+/// limit; nothing can slip in between the check and the update.
+mod sqlite {
+    use super::*;
+    use sqlx::SqlitePool;
+
+    const CLAIM: &str = concat!(
+        "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = $1, \
+         lease_expires_at = $2, started_at = COALESCE(started_at, $3), updated_at = $3, \
+         event_seq = event_seq + 1 \
+         WHERE id = (SELECT j.id FROM jobs j \
+           WHERE j.state = 'queued' AND j.run_at <= $3 \
+             AND j.kind IN (SELECT value FROM json_each($4)) \
+             AND (j.concurrency_key IS NULL OR ( \
+               (SELECT COUNT(*) FROM jobs r WHERE r.concurrency_key = j.concurrency_key \
+                  AND r.state = 'running' AND r.lease_expires_at > $3) < $5 \
+               AND NOT EXISTS (SELECT 1 FROM job_rate_limits k \
+                  WHERE k.concurrency_key = j.concurrency_key AND k.tat - $6 > $7))) \
+           ORDER BY j.priority, j.run_at, j.id LIMIT 1) \
+         RETURNING ",
+        job_columns!()
+    );
+
+    const TAKE_TOKEN: &str = "INSERT INTO job_rate_limits (concurrency_key, tat) VALUES ($1, $2 + $3) \
+         ON CONFLICT (concurrency_key) DO UPDATE SET tat = MAX(job_rate_limits.tat, $2) + $3";
+
+    pub(super) async fn claim(
+        writer: &SqlitePool,
+        request: &ClaimRequest<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(Job, i64)>> {
+        let kinds = Value::from(request.kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>());
+        let (tolerance, interval) = request
+            .limits
+            .rate
+            .map_or((f64::MAX, 0.0), |r| (r.tolerance(), r.interval()));
+        let now_secs = epoch_secs(now);
+        let mut tx = writer.begin().await?;
+        let row: Option<JobRow> = sqlx::query_as(CLAIM)
+            .bind(request.worker)
+            .bind(lease_until(now, request.lease))
+            .bind(now)
+            .bind(kinds.to_string())
+            .bind(i64::from(request.limits.max_running))
+            .bind(tolerance)
+            .bind(now_secs)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        if let (Some(key), Some(_)) = (&row.concurrency_key, request.limits.rate) {
+            sqlx::query(TAKE_TOKEN)
+                .bind(key)
+                .bind(now_secs)
+                .bind(interval)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let seq = i64::from(row.event_seq);
+        let data = json!({"attempt": row.attempts, "worker": request.worker});
+        insert_event!(&mut *tx, &row.id, seq, JobEventKind::Started, data, now);
+        tx.commit().await?;
+        Ok(Some((row.into_job()?, seq)))
+    }
+}
+
+/// PostgreSQL: many claimers at once. The candidate is locked with `FOR UPDATE SKIP LOCKED`
+/// (others skip it); a keyed job then locks its key's row in `job_rate_limits` and recounts the
+/// key's running jobs under that lock, so the per-key limit holds exactly.
+mod postgres {
+    use super::*;
+    use sqlx::PgPool;
+
+    const CANDIDATE: &str = "SELECT j.id, j.concurrency_key FROM jobs j \
+         WHERE j.state = 'queued' AND j.run_at <= $1 AND j.kind = ANY($2) \
+           AND (j.concurrency_key IS NULL OR ( \
+             (SELECT COUNT(*) FROM jobs r WHERE r.concurrency_key = j.concurrency_key \
+                AND r.state = 'running' AND r.lease_expires_at > $1) < $3 \
+             AND NOT EXISTS (SELECT 1 FROM job_rate_limits k \
+                WHERE k.concurrency_key = j.concurrency_key AND k.tat - $4 > $5))) \
+         ORDER BY j.priority, j.run_at, j.id LIMIT 1 \
+         FOR UPDATE OF j SKIP LOCKED";
+
+    const LOCK_KEY: &str = "INSERT INTO job_rate_limits (concurrency_key) VALUES ($1) \
+         ON CONFLICT (concurrency_key) DO UPDATE SET tat = job_rate_limits.tat RETURNING tat";
+
+    const RUNNING_FOR_KEY: &str = "SELECT COUNT(*) FROM jobs \
+         WHERE concurrency_key = $1 AND state = 'running' AND lease_expires_at > $2";
+
+    const TAKE_TOKEN: &str = "UPDATE job_rate_limits SET tat = GREATEST(tat, $2) + $3 \
+         WHERE concurrency_key = $1";
+
+    const START: &str = concat!(
+        "WITH u AS (UPDATE jobs SET state = 'running', attempts = attempts + 1, \
+           lease_owner = $1, lease_expires_at = $2, started_at = COALESCE(started_at, $3), \
+           updated_at = $3, event_seq = event_seq + 1 WHERE id = $4 RETURNING *), \
+         e AS (INSERT INTO job_events (job_id, seq, kind, data, created_at) \
+           SELECT id, event_seq, 'started', jsonb_build_object('attempt', attempts, 'worker', $1::text), $3 FROM u) \
+         SELECT ",
+        job_columns!(),
+        " FROM u"
+    );
+
+    /// Claims after a lost race on a key's last slot are retried this often before the worker
+    /// reports an empty queue (and tries again at its next wake-up).
+    const RACES: usize = 4;
+
+    pub(super) async fn claim(
+        pool: &PgPool,
+        request: &ClaimRequest<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(Job, i64)>> {
+        let kinds: Vec<&str> = request.kinds.iter().map(|k| k.as_str()).collect();
+        let (tolerance, interval) = request
+            .limits
+            .rate
+            .map_or((f64::MAX, 0.0), |r| (r.tolerance(), r.interval()));
+        let now_secs = epoch_secs(now);
+        for _ in 0..RACES {
+            let mut tx = pool.begin().await?;
+            let candidate: Option<(String, Option<String>)> = sqlx::query_as(CANDIDATE)
+                .bind(now)
+                .bind(&kinds)
+                .bind(i64::from(request.limits.max_running))
+                .bind(tolerance)
+                .bind(now_secs)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some((id, key)) = candidate else {
+                return Ok(None);
+            };
+            if let Some(key) = &key {
+                let (tat,): (f64,) = sqlx::query_as(LOCK_KEY)
+                    .bind(key)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let (running,): (i64,) = sqlx::query_as(RUNNING_FOR_KEY)
+                    .bind(key)
+                    .bind(now)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if running >= i64::from(request.limits.max_running) || tat - tolerance > now_secs {
+                    // Another worker took the key's last slot or token since the candidate
+                    // was chosen; look again (the rollback releases the candidate).
+                    continue;
+                }
+                if request.limits.rate.is_some() {
+                    sqlx::query(TAKE_TOKEN)
+                        .bind(key)
+                        .bind(now_secs)
+                        .bind(interval)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            let row: JobRow = sqlx::query_as(START)
+                .bind(request.worker)
+                .bind(lease_until(now, request.lease))
+                .bind(now)
+                .bind(&id)
+                .fetch_one(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            let seq = i64::from(row.event_seq);
+            return Ok(Some((row.into_job()?, seq)));
+        }
+        Ok(None)
+    }
+}

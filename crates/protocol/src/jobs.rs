@@ -75,7 +75,9 @@ impl FromStr for JobKind {
 
 /// Where a job is in its life. `queued` and `running` are live; the other three are final
 /// (until an operator retries a `failed` or `cancelled` job).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
     /// Waiting for a worker, from `run_at` on.

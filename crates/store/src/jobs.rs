@@ -560,7 +560,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Option<JobState>> {
         const SQL: &str = "UPDATE jobs SET state = $1, result = $2, error = $3, \
-             failure_reason = $4, run_at = $5, finished_at = $6, attempts = attempts - $7, \
+             failure_reason = $4, run_at = COALESCE($5, run_at), finished_at = $6, attempts = attempts - $7, \
              updated_at = $8, lease_owner = NULL, lease_expires_at = NULL, \
              event_seq = event_seq + 1 \
              WHERE id = $9 AND state = 'running' AND lease_owner = $10 AND attempts = $11 \
@@ -1118,3 +1118,6 @@ mod postgres {
         Ok(None)
     }
 }
+
+#[cfg(test)]
+mod tests;

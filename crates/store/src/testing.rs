@@ -114,6 +114,30 @@ impl TestDb {
         .unwrap_or_else(|e| panic!("cannot open the test database: {e}"))
     }
 
+    /// Runs one statement from outside the store, as an operator (or another version of
+    /// kodiai) would; returns the rows it changed.
+    pub async fn execute(&self, sql: &'static str) -> u64 {
+        let run = async {
+            match &self.location {
+                DatabaseLocation::Sqlite(path) => {
+                    let url = format!("sqlite://{}", path.display());
+                    let pool = sqlx::SqlitePool::connect(&url).await?;
+                    let done = sqlx::query(sql).execute(&pool).await?;
+                    pool.close().await;
+                    Ok::<u64, sqlx::Error>(done.rows_affected())
+                }
+                DatabaseLocation::Postgres(url) => {
+                    let pool = sqlx::PgPool::connect(url).await?;
+                    let done = sqlx::query(sql).execute(&pool).await?;
+                    pool.close().await;
+                    Ok(done.rows_affected())
+                }
+            }
+        };
+        run.await
+            .unwrap_or_else(|e| panic!("cannot run {sql:?} on the test database: {e}"))
+    }
+
     /// Opens and migrates the database.
     pub async fn store(&self) -> Store {
         let store = self.connect().await;

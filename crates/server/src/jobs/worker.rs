@@ -20,6 +20,7 @@ use kodiai_store::jobs::spec_of;
 use kodiai_store::{ClaimRequest, Finish, KeyLimits, Lease, RateLimit, Signal, Store};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::{Clock, Handlers, JobContext, JobError};
 use crate::config::JobsConfig;
@@ -143,14 +144,20 @@ impl Worker {
     /// timed out, or released at shutdown). Errors are the database's; a handler's errors are
     /// recorded on its job.
     pub async fn try_execute_job(&self) -> kodiai_store::Result<Outcome> {
-        self.reap_if_due().await?;
+        // Busy workers look for dead workers' jobs now and then; an idle one every time it
+        // finds nothing to claim, so that an expired lease is noticed at the next wake-up.
+        self.reap(false).await?;
         let request = ClaimRequest {
             worker: &self.name,
             kinds: &self.kinds,
             lease: self.settings.lease,
             limits: self.settings.limits,
         };
-        let Some(job) = self.store.claim(&request, self.clock.now()).await? else {
+        let mut claimed = self.store.claim(&request, self.clock.now()).await?;
+        if claimed.is_none() && self.reap(true).await? > 0 {
+            claimed = self.store.claim(&request, self.clock.now()).await?;
+        }
+        let Some(job) = claimed else {
             return Ok(Outcome::EmptyQueue);
         };
         let span = tracing::info_span!("job", job_id = %job.id, kind = %job.kind, attempt = job.attempts,
@@ -195,7 +202,8 @@ impl Worker {
             self.store.clone(),
             self.clock.clone(),
         );
-        let mut task = tokio::spawn(handler.run(ctx));
+        // Aborted when this run is dropped (its worker's task was aborted), like a dead process.
+        let mut task = AbortOnDropHandle::new(tokio::spawn(handler.run(ctx)));
         tracing::info!("job started");
 
         let timeout = tokio::time::sleep(self.settings.timeout(kind));
@@ -375,23 +383,25 @@ impl Worker {
         }
     }
 
-    /// Puts jobs with expired leases back in the queue, at most every quarter lease per worker.
-    async fn reap_if_due(&self) -> kodiai_store::Result<()> {
+    /// Puts jobs with expired leases back in the queue (or fails them when their attempts are
+    /// used up); unless `now_anyway`, at most every quarter lease. Returns how many it found.
+    async fn reap(&self, now_anyway: bool) -> kodiai_store::Result<usize> {
         let now = self.clock.now();
         let every =
             chrono::Duration::from_std(self.settings.lease / 4).unwrap_or(chrono::Duration::MAX);
         let mut last = self.last_reap.lock().await;
-        if last.is_some_and(|at| now - at < every) {
-            return Ok(());
+        if !now_anyway && last.is_some_and(|at| now - at < every) {
+            return Ok(0);
         }
         *last = Some(now);
-        for reaped in self.store.reap_expired(now).await? {
-            tracing::warn!(job_id = %reaped.job_id, kind = %reaped.kind, state = reaped.state.as_str(),
+        let reaped = self.store.reap_expired(now).await?;
+        for job in &reaped {
+            tracing::warn!(job_id = %job.job_id, kind = %job.kind, state = job.state.as_str(),
                 "a job's lease expired (its worker stopped); it is queued again unless its attempts are used up");
-            metrics::counter!("job_lease_expiries_total", "kind" => kind_label(&reaped.kind))
+            metrics::counter!("job_lease_expiries_total", "kind" => kind_label(&job.kind))
                 .increment(1);
         }
-        Ok(())
+        Ok(reaped.len())
     }
 }
 

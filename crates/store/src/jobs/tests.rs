@@ -1,0 +1,706 @@
+//! Queue storage tests; each runs on SQLite and on PostgreSQL. Time is passed in by hand, so
+//! leases expire and rate tokens refill exactly when a test says.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use kodiai_protocol::{
+    FailureReason, JobEventKind, JobFailure, JobKind, JobSpec, JobState, NoopJob,
+};
+use serde_json::json;
+
+use crate::jobs::{ClaimRequest, Finish, KeyLimits, Lease, NewJob, RateLimit, Transition};
+use crate::{Signal, Store};
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap()
+}
+
+fn secs(n: i64) -> chrono::Duration {
+    chrono::Duration::seconds(n)
+}
+
+fn noop(label: &str) -> NewJob {
+    NewJob::new(JobSpec::Noop(NoopJob {
+        label: Some(label.to_owned()),
+    }))
+}
+
+const KINDS: &[JobKind] = &[JobKind::Noop];
+const LEASE: Duration = Duration::from_secs(60);
+
+fn request(worker: &str, limits: KeyLimits) -> ClaimRequest<'_> {
+    ClaimRequest {
+        worker,
+        kinds: KINDS,
+        lease: LEASE,
+        limits,
+    }
+}
+
+const NO_LIMITS: KeyLimits = KeyLimits {
+    max_running: 1000,
+    rate: None,
+};
+
+async fn claim(store: &Store, limits: KeyLimits, now: DateTime<Utc>) -> Option<String> {
+    store
+        .claim(&request("w", limits), now)
+        .await
+        .unwrap()
+        .map(|job| job.id)
+}
+
+async fn event_kinds(store: &Store, id: &str) -> Vec<JobEventKind> {
+    let events = store.events_after(id, 0, 1000).await.unwrap();
+    let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+    let expected: Vec<i64> = (1..=i64::try_from(events.len()).unwrap()).collect();
+    assert_eq!(seqs, expected, "event numbers run from 1 without gaps");
+    events.into_iter().map(|e| e.kind).collect()
+}
+
+crate::both_backends!(enqueue_claim_finish_round_trip, |db| {
+    let store = db.store().await;
+    let job = noop("a")
+        .priority(3)
+        .installation(42)
+        .concurrency_key("installation:42");
+    let enqueued = store.enqueue(&job, t0()).await.unwrap();
+    assert!(enqueued.created);
+
+    let stored = store.job(&enqueued.id).await.unwrap().unwrap();
+    assert_eq!(stored.kind, "noop");
+    assert_eq!(stored.payload, json!({"label": "a"}));
+    assert_eq!(stored.state, JobState::Queued);
+    assert_eq!(
+        (stored.priority, stored.attempts, stored.max_attempts),
+        (3, 0, 3)
+    );
+    assert_eq!(stored.run_at, t0());
+    assert_eq!(stored.installation_id, Some(42));
+    assert_eq!(crate::jobs::spec_of(&stored).unwrap(), job.spec);
+
+    let claimed = store
+        .claim(&request("worker-1", NO_LIMITS), t0() + secs(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(claimed.id, enqueued.id);
+    assert_eq!(claimed.state, JobState::Running);
+    assert_eq!(claimed.attempts, 1);
+    assert_eq!(claimed.lease_owner.as_deref(), Some("worker-1"));
+    assert_eq!(claimed.lease_expires_at, Some(t0() + secs(61)));
+    assert_eq!(claimed.started_at, Some(t0() + secs(1)));
+    assert_eq!(
+        claim(&store, NO_LIMITS, t0() + secs(1)).await,
+        None,
+        "one job, claimed once"
+    );
+
+    let lease = Lease::of(&claimed).unwrap();
+    let state = store
+        .finish(
+            &lease,
+            Finish::Succeeded(json!({"ok": true})),
+            t0() + secs(2),
+        )
+        .await
+        .unwrap();
+    assert_eq!(state, Some(JobState::Succeeded));
+    let done = store.job(&enqueued.id).await.unwrap().unwrap();
+    assert_eq!(done.state, JobState::Succeeded);
+    assert_eq!(done.result, Some(json!({"ok": true})));
+    assert_eq!(done.finished_at, Some(t0() + secs(2)));
+    assert_eq!(done.lease_owner, None);
+    assert_eq!(
+        event_kinds(&store, &enqueued.id).await,
+        [JobEventKind::Started, JobEventKind::Finished]
+    );
+    let events = store.events_after(&enqueued.id, 0, 10).await.unwrap();
+    assert_eq!(events[0].data, json!({"attempt": 1, "worker": "worker-1"}));
+    assert_eq!(
+        events[1].data,
+        json!({"state": "succeeded", "result": {"ok": true}})
+    );
+
+    // A second finish with the same lease changes nothing.
+    let again = store
+        .finish(&lease, Finish::Succeeded(json!(null)), t0() + secs(3))
+        .await
+        .unwrap();
+    assert_eq!(again, None);
+});
+
+crate::both_backends!(claims_follow_priority_then_run_time, |db| {
+    let store = db.store().await;
+    let late = store
+        .enqueue(&noop("late").run_at(t0() + secs(10)), t0())
+        .await
+        .unwrap();
+    let low = store.enqueue(&noop("low").priority(5), t0()).await.unwrap();
+    let high = store
+        .enqueue(&noop("high").priority(-1), t0() + secs(1))
+        .await
+        .unwrap();
+    let first = store.enqueue(&noop("first"), t0()).await.unwrap();
+    let now = t0() + secs(2);
+    assert_eq!(claim(&store, NO_LIMITS, now).await, Some(high.id));
+    assert_eq!(claim(&store, NO_LIMITS, now).await, Some(first.id));
+    assert_eq!(claim(&store, NO_LIMITS, now).await, Some(low.id));
+    assert_eq!(
+        claim(&store, NO_LIMITS, now).await,
+        None,
+        "the delayed job is not due yet"
+    );
+    assert_eq!(
+        store.next_run_at(KINDS).await.unwrap(),
+        Some(t0() + secs(10))
+    );
+    assert_eq!(
+        claim(&store, NO_LIMITS, t0() + secs(10)).await,
+        Some(late.id)
+    );
+});
+
+crate::both_backends!(a_worker_claims_only_its_kinds, |db| {
+    let store = db.store().await;
+    store.enqueue(&noop("x"), t0()).await.unwrap();
+    let none = ClaimRequest {
+        worker: "w",
+        kinds: &[],
+        lease: LEASE,
+        limits: NO_LIMITS,
+    };
+    assert!(store.claim(&none, t0()).await.unwrap().is_none());
+    assert!(claim(&store, NO_LIMITS, t0()).await.is_some());
+});
+
+crate::both_backends!(dedupe_key_returns_the_first_job, |db| {
+    let store = db.store().await;
+    let first = store
+        .enqueue(&noop("1").dedupe_key("delivery-1"), t0())
+        .await
+        .unwrap();
+    let second = store
+        .enqueue(&noop("2").dedupe_key("delivery-1"), t0())
+        .await
+        .unwrap();
+    assert!(first.created);
+    assert_eq!(second.id, first.id);
+    assert!(!second.created);
+    let page = store
+        .list_jobs(&Default::default(), 10, None)
+        .await
+        .unwrap();
+    assert_eq!(page.data.len(), 1);
+});
+
+crate::both_backends!(enqueue_shares_a_transaction_with_other_writes, |db| {
+    let store = db.store().await;
+    let mut tx = store.begin().await.unwrap();
+    let dropped = tx.enqueue(&noop("rolled back"), t0()).await.unwrap();
+    drop(tx);
+    assert!(
+        store.job(&dropped.id).await.unwrap().is_none(),
+        "dropping the transaction rolls back"
+    );
+
+    let mut tx = store.begin().await.unwrap();
+    let kept = tx.enqueue(&noop("committed"), t0()).await.unwrap();
+    tx.commit().await.unwrap();
+    assert!(store.job(&kept.id).await.unwrap().is_some());
+});
+
+crate::both_backends!(eight_concurrent_claimers_never_claim_a_job_twice, |db| {
+    let store = db.store().await;
+    let total = 240;
+    let mut tx = store.begin().await.unwrap();
+    for i in 0..total {
+        let mut job = noop(&format!("{i}"));
+        if i % 3 == 0 {
+            job = job.concurrency_key(format!("installation:{}", i % 7));
+        }
+        tx.enqueue(&job, t0()).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    let limits = KeyLimits {
+        max_running: 2,
+        rate: None,
+    };
+    let mut claimers = tokio::task::JoinSet::new();
+    for n in 0..8 {
+        let store = store.clone();
+        claimers.spawn(async move {
+            let worker = format!("worker-{n}");
+            let mut claimed = Vec::new();
+            let mut empty_in_a_row = 0;
+            // A keyed job can be held back by the limit while others run, so an empty answer
+            // is final only once nothing is running.
+            while empty_in_a_row < 3 {
+                match store.claim(&request(&worker, limits), t0()).await.unwrap() {
+                    Some(job) => {
+                        empty_in_a_row = 0;
+                        let lease = Lease::of(&job).unwrap();
+                        claimed.push(job.id);
+                        tokio::task::yield_now().await;
+                        let state = store
+                            .finish(&lease, Finish::Succeeded(json!(null)), t0())
+                            .await
+                            .unwrap();
+                        assert_eq!(state, Some(JobState::Succeeded));
+                    }
+                    None => {
+                        empty_in_a_row += 1;
+                        tokio::task::yield_now().await;
+                    }
+                }
+            }
+            claimed
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(claimed) = claimers.join_next().await {
+        all.extend(claimed.unwrap());
+    }
+    let unique: HashSet<&String> = all.iter().collect();
+    assert_eq!(unique.len(), all.len(), "a job was claimed twice");
+    let counts = store.job_counts().await.unwrap();
+    let succeeded: i64 = counts
+        .iter()
+        .filter(|(_, state, _)| *state == JobState::Succeeded)
+        .map(|(_, _, n)| n)
+        .sum();
+    assert_eq!(all.len(), total);
+    assert_eq!(succeeded, i64::try_from(total).unwrap());
+});
+
+crate::both_backends!(the_per_key_limit_holds_while_other_keys_proceed, |db| {
+    let store = db.store().await;
+    let busy: Vec<String> = {
+        let mut ids = Vec::new();
+        for i in 0..5 {
+            let job = noop(&format!("busy {i}")).concurrency_key("installation:1");
+            ids.push(store.enqueue(&job, t0()).await.unwrap().id);
+        }
+        ids
+    };
+    let other = store
+        .enqueue(
+            &noop("other").concurrency_key("installation:2"),
+            t0() + secs(1),
+        )
+        .await
+        .unwrap();
+    let free = store
+        .enqueue(&noop("no key"), t0() + secs(2))
+        .await
+        .unwrap();
+    let limits = KeyLimits {
+        max_running: 2,
+        rate: None,
+    };
+    let now = t0() + secs(5);
+    let first = store
+        .claim(&request("w", limits), now)
+        .await
+        .unwrap()
+        .unwrap();
+    let second = store
+        .claim(&request("w", limits), now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        [first.id.clone(), second.id.clone()],
+        [busy[0].clone(), busy[1].clone()]
+    );
+    // installation:1 is full: the later jobs of other keys go first, the rest of its jobs wait.
+    assert_eq!(claim(&store, limits, now).await, Some(other.id));
+    assert_eq!(claim(&store, limits, now).await, Some(free.id));
+    assert_eq!(claim(&store, limits, now).await, None);
+    let queued = store.job(&busy[2]).await.unwrap().unwrap();
+    assert_eq!(queued.state, JobState::Queued, "held back, never dropped");
+
+    store
+        .finish(
+            &Lease::of(&first).unwrap(),
+            Finish::Succeeded(json!(null)),
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(claim(&store, limits, now).await, Some(busy[2].clone()));
+    assert_eq!(claim(&store, limits, now).await, None);
+});
+
+crate::both_backends!(the_per_key_rate_limit_refills_over_time, |db| {
+    let store = db.store().await;
+    for i in 0..4 {
+        let job = noop(&format!("{i}")).concurrency_key("installation:9");
+        store.enqueue(&job, t0()).await.unwrap();
+    }
+    store
+        .enqueue(
+            &noop("other").concurrency_key("installation:8"),
+            t0() + secs(1),
+        )
+        .await
+        .unwrap();
+    // One a second on average, two at once.
+    let limits = KeyLimits {
+        max_running: 100,
+        rate: Some(RateLimit {
+            per_minute: 60,
+            burst: 2,
+        }),
+    };
+    let now = t0() + secs(10);
+    let key_of = |job: Option<kodiai_protocol::Job>| job.and_then(|j| j.concurrency_key);
+    let claim_key = |at| {
+        let store = store.clone();
+        async move { key_of(store.claim(&request("w", limits), at).await.unwrap()) }
+    };
+    assert_eq!(claim_key(now).await.as_deref(), Some("installation:9"));
+    assert_eq!(claim_key(now).await.as_deref(), Some("installation:9"));
+    // The burst is spent: the other key is not held up, installation:9 waits for a token.
+    assert_eq!(claim_key(now).await.as_deref(), Some("installation:8"));
+    assert_eq!(claim_key(now).await, None);
+    assert_eq!(
+        claim_key(now + chrono::Duration::milliseconds(999)).await,
+        None
+    );
+    assert_eq!(
+        claim_key(now + secs(1)).await.as_deref(),
+        Some("installation:9")
+    );
+    assert_eq!(claim_key(now + secs(1)).await, None);
+    assert_eq!(
+        claim_key(now + secs(2)).await.as_deref(),
+        Some("installation:9")
+    );
+});
+
+crate::both_backends!(
+    an_expired_lease_is_reaped_and_the_old_owner_changes_nothing,
+    |db| {
+        let store = db.store().await;
+        let id = store
+            .enqueue(&noop("x").max_attempts(2), t0())
+            .await
+            .unwrap()
+            .id;
+        let first = store
+            .claim(&request("dead", NO_LIMITS), t0())
+            .await
+            .unwrap()
+            .unwrap();
+        let dead = Lease::of(&first).unwrap();
+
+        // Renewed leases do not expire.
+        assert!(
+            store
+                .heartbeat(&dead, t0() + secs(90), t0() + secs(30))
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .reap_expired(t0() + secs(89))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // The worker died after its last heartbeat.
+        let reaped = store.reap_expired(t0() + secs(90)).await.unwrap();
+        assert_eq!(reaped.len(), 1);
+        assert_eq!(reaped[0].state, JobState::Queued);
+        let job = store.job(&id).await.unwrap().unwrap();
+        assert_eq!(
+            job.error.as_ref().map(|e| e.reason),
+            Some(FailureReason::LeaseExpired)
+        );
+
+        let second = store
+            .claim(&request("alive", NO_LIMITS), t0() + secs(91))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(second.attempts, 2);
+        // The dead worker wakes up: its heartbeat and its finish are refused.
+        assert!(
+            !store
+                .heartbeat(&dead, t0() + secs(200), t0() + secs(92))
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store
+                .finish(&dead, Finish::Succeeded(json!("late")), t0() + secs(92))
+                .await
+                .unwrap(),
+            None
+        );
+        let alive = Lease::of(&second).unwrap();
+        assert_eq!(
+            store
+                .finish(&alive, Finish::Succeeded(json!("once")), t0() + secs(93))
+                .await
+                .unwrap(),
+            Some(JobState::Succeeded)
+        );
+        assert_eq!(
+            store.job(&id).await.unwrap().unwrap().result,
+            Some(json!("once"))
+        );
+        assert_eq!(
+            event_kinds(&store, &id).await,
+            [
+                JobEventKind::Started,
+                JobEventKind::Error,
+                JobEventKind::Started,
+                JobEventKind::Finished
+            ]
+        );
+
+        // With no attempts left, an expired lease fails the job.
+        let last = store
+            .enqueue(&noop("y").max_attempts(1), t0())
+            .await
+            .unwrap()
+            .id;
+        store
+            .claim(&request("dead", NO_LIMITS), t0() + secs(100))
+            .await
+            .unwrap()
+            .unwrap();
+        let reaped = store.reap_expired(t0() + secs(200)).await.unwrap();
+        assert_eq!(reaped.len(), 1);
+        assert_eq!(reaped[0].state, JobState::Failed);
+        let failed = store.job(&last).await.unwrap().unwrap();
+        assert_eq!(failed.state, JobState::Failed);
+        assert_eq!(failed.error.unwrap().reason, FailureReason::LeaseExpired);
+    }
+);
+
+crate::both_backends!(an_expired_running_job_frees_its_keys_slot, |db| {
+    let store = db.store().await;
+    let limits = KeyLimits {
+        max_running: 1,
+        rate: None,
+    };
+    store
+        .enqueue(&noop("a").concurrency_key("k"), t0())
+        .await
+        .unwrap();
+    let b = store
+        .enqueue(&noop("b").concurrency_key("k"), t0())
+        .await
+        .unwrap();
+    store
+        .claim(&request("dead", limits), t0())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(claim(&store, limits, t0() + secs(59)).await, None);
+    // Past the lease, the dead worker's job no longer counts against the key.
+    assert_eq!(claim(&store, limits, t0() + secs(61)).await, Some(b.id));
+});
+
+crate::both_backends!(retry_release_and_failure_are_recorded, |db| {
+    let store = db.store().await;
+    let id = store.enqueue(&noop("x"), t0()).await.unwrap().id;
+    let job = store
+        .claim(&request("w", NO_LIMITS), t0())
+        .await
+        .unwrap()
+        .unwrap();
+    let failure = JobFailure {
+        reason: FailureReason::Transient,
+        message: "GitHub answered 502".into(),
+    };
+    let state = store
+        .finish(
+            &Lease::of(&job).unwrap(),
+            Finish::Retry {
+                at: t0() + secs(30),
+                failure: failure.clone(),
+            },
+            t0() + secs(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(state, Some(JobState::Queued));
+    let queued = store.job(&id).await.unwrap().unwrap();
+    assert_eq!((queued.state, queued.attempts), (JobState::Queued, 1));
+    assert_eq!(queued.run_at, t0() + secs(30));
+    assert_eq!(queued.error, Some(failure));
+    assert_eq!(claim(&store, NO_LIMITS, t0() + secs(29)).await, None);
+
+    let job = store
+        .claim(&request("w", NO_LIMITS), t0() + secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(job.attempts, 2);
+    store
+        .finish(&Lease::of(&job).unwrap(), Finish::Release, t0() + secs(31))
+        .await
+        .unwrap();
+    let released = store.job(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (released.state, released.attempts),
+        (JobState::Queued, 1),
+        "a release at shutdown gives the attempt back"
+    );
+
+    let job = store
+        .claim(&request("w", NO_LIMITS), t0() + secs(32))
+        .await
+        .unwrap()
+        .unwrap();
+    let permanent = JobFailure {
+        reason: FailureReason::Permanent,
+        message: "repository not found".into(),
+    };
+    store
+        .finish(
+            &Lease::of(&job).unwrap(),
+            Finish::Failed(permanent.clone()),
+            t0() + secs(33),
+        )
+        .await
+        .unwrap();
+    let failed = store.job(&id).await.unwrap().unwrap();
+    assert_eq!(failed.state, JobState::Failed);
+    assert_eq!(failed.error, Some(permanent));
+    assert_eq!(failed.finished_at, Some(t0() + secs(33)));
+    assert_eq!(
+        event_kinds(&store, &id).await,
+        [
+            JobEventKind::Started,
+            JobEventKind::Error,
+            JobEventKind::Started,
+            JobEventKind::Log,
+            JobEventKind::Started,
+            JobEventKind::Finished
+        ]
+    );
+});
+
+crate::both_backends!(cancel_and_retry_move_jobs_between_states, |db| {
+    let store = db.store().await;
+    let id = store.enqueue(&noop("x"), t0()).await.unwrap().id;
+    let running = store
+        .claim(&request("w", NO_LIMITS), t0())
+        .await
+        .unwrap()
+        .unwrap();
+
+    let Some(Transition::Done(job)) = store
+        .cancel_job(&id, "cancelled by admin", t0() + secs(1))
+        .await
+        .unwrap()
+    else {
+        panic!("a running job can be cancelled");
+    };
+    assert_eq!(job.state, JobState::Cancelled);
+    assert_eq!(job.lease_owner, None);
+    assert_eq!(
+        job.error.as_ref().map(|e| e.reason),
+        Some(FailureReason::Cancelled)
+    );
+    // The worker that ran it can no longer renew or finish it.
+    let lease = Lease::of(&running).unwrap();
+    assert!(
+        !store
+            .heartbeat(&lease, t0() + secs(100), t0() + secs(2))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .finish(&lease, Finish::Succeeded(json!(1)), t0() + secs(2))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .cancel_job(&id, "again", t0() + secs(3))
+            .await
+            .unwrap(),
+        Some(Transition::NotAllowed(JobState::Cancelled))
+    );
+
+    let Some(Transition::Done(job)) = store.retry_job(&id, t0() + secs(4)).await.unwrap() else {
+        panic!("a cancelled job can be retried");
+    };
+    assert_eq!(
+        (job.state, job.attempts, job.error.clone()),
+        (JobState::Queued, 0, None)
+    );
+    assert_eq!(job.run_at, t0() + secs(4));
+    assert_eq!(
+        store.retry_job(&id, t0() + secs(5)).await.unwrap(),
+        Some(Transition::NotAllowed(JobState::Queued))
+    );
+    assert_eq!(
+        store.cancel_job("no-such-job", "x", t0()).await.unwrap(),
+        None
+    );
+    assert_eq!(store.retry_job("no-such-job", t0()).await.unwrap(), None);
+    assert_eq!(
+        event_kinds(&store, &id).await,
+        [
+            JobEventKind::Started,
+            JobEventKind::Finished,
+            JobEventKind::Log
+        ]
+    );
+});
+
+crate::both_backends!(events_are_numbered_in_order_and_signalled, |db| {
+    let store = db.store().await;
+    let mut signals = store.subscribe().await.unwrap();
+    let id = store.enqueue(&noop("x"), t0()).await.unwrap().id;
+    loop {
+        match signals.recv().await {
+            Signal::JobsQueued => break,
+            Signal::Resync => {}
+            other => panic!("unexpected signal {other:?}"),
+        }
+    }
+    for i in 1..=5 {
+        let event = store
+            .record_event(&id, JobEventKind::Progress, json!({"step": i}), t0())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(event.seq, i);
+        loop {
+            match signals.recv().await {
+                Signal::JobEvent { job_id, seq, kind } => {
+                    assert_eq!(
+                        (job_id.as_str(), seq, kind),
+                        (id.as_str(), i, JobEventKind::Progress)
+                    );
+                    break;
+                }
+                Signal::Resync => {}
+                other => panic!("unexpected signal {other:?}"),
+            }
+        }
+    }
+    let after = store.events_after(&id, 2, 2).await.unwrap();
+    assert_eq!(after.iter().map(|e| e.seq).collect::<Vec<_>>(), [3, 4]);
+    assert_eq!(after[0].data, json!({"step": 3}));
+    assert!(
+        store
+            .record_event("no-such-job", JobEventKind::Log, json!({}), t0())
+            .await
+            .unwrap()
+            .is_none()
+    );
+});

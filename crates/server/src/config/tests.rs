@@ -232,3 +232,29 @@ fn private_key_from_text_or_file() {
         "GITHUB_PRIVATE_KEY = \"\": expected the App's private key, since GITHUB_APP_ID is set"
     );
 }
+
+#[test]
+fn job_settings_come_from_the_file_and_bad_ones_name_the_key() {
+    let table: toml::Table =
+        "[jobs]\nworkers = 8\nper_key_concurrency = 3\n[jobs.timeouts]\nnoop = 5\n"
+            .parse()
+            .unwrap();
+    let config = Config::from_sources(Some(("kodiai.toml".into(), table)), &Env::new()).unwrap();
+    assert_eq!(config.jobs.workers, 8);
+    assert_eq!(config.jobs.per_key_concurrency, 3);
+    assert_eq!(config.jobs.timeouts.get("noop"), Some(&5));
+    assert_eq!(config.jobs.timeout_secs, 1800);
+
+    let env: Env = [("KODIAI_WORKERS".to_owned(), "many".to_owned())].into();
+    let error = Config::from_sources(None, &env).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "KODIAI_WORKERS = \"many\": expected a whole number from 0 to 256"
+    );
+    let table: toml::Table = "[jobs.timeouts]\nreview = 5\n".parse().unwrap();
+    let error = Config::from_sources(Some(("kodiai.toml".into(), table)), &Env::new()).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "kodiai.toml: unknown key `jobs.timeouts.review`"
+    );
+}

@@ -549,3 +549,47 @@ async fn wait_for_work(signals: Option<&mut kodiai_store::Subscription>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_maximum_less_up_to_half_for_jitter() {
+        let config = crate::Config::from_sources(None, &Default::default()).unwrap();
+        let mut settings = WorkerSettings::from_config(&config.jobs);
+        settings.backoff_base = Duration::from_secs(10);
+        settings.backoff_max = Duration::from_secs(60);
+        let secs = |attempt, jitter| settings.backoff(attempt, jitter).as_secs_f64();
+        assert_eq!(
+            [1, 2, 3, 4, 5, 40].map(|attempt| secs(attempt, 0.0)),
+            [10.0, 20.0, 40.0, 60.0, 60.0, 60.0]
+        );
+        assert_eq!(
+            [1, 2, 3, 4].map(|attempt| secs(attempt, 1.0)),
+            [5.0, 10.0, 20.0, 30.0]
+        );
+        assert_eq!(secs(2, 0.5), 15.0);
+    }
+
+    #[test]
+    fn settings_follow_the_configuration() {
+        let env = [
+            ("KODIAI_JOBS_LEASE_SECS", "30"),
+            ("KODIAI_JOBS_PER_KEY_RATE_PER_MINUTE", "0"),
+            ("KODIAI_JOB_TIMEOUT_SECS", "100"),
+            ("KODIAI_JOB_TIMEOUT_NOOP_SECS", "7"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .into_iter()
+        .collect();
+        let config = crate::Config::from_sources(None, &env).unwrap();
+        let settings = WorkerSettings::from_config(&config.jobs);
+        assert_eq!(settings.lease, Duration::from_secs(30));
+        assert_eq!(settings.heartbeat, Duration::from_secs(10));
+        assert_eq!(settings.limits.rate, None);
+        assert_eq!(settings.limits.max_running, 2);
+        assert_eq!(settings.timeout(JobKind::Noop), Duration::from_secs(7));
+        assert_eq!(settings.default_timeout, Duration::from_secs(100));
+    }
+}

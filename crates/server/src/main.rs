@@ -14,6 +14,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use kodiai::config::{Config, Env};
+use kodiai::jobs::WorkerSettings;
 use kodiai::{bench, server, telemetry};
 
 #[derive(Parser)]
@@ -64,6 +65,32 @@ enum BenchCommand {
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
         runs: u32,
     },
+    /// The job queue: enqueue no-op jobs, then drain them with 1, 4 and 16 workers, on SQLite
+    /// and PostgreSQL; throughput and claim latency.
+    Queue {
+        /// No-op jobs per run.
+        #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        jobs: u32,
+        /// The PostgreSQL server: each run creates a database `kodiai_bench_<uuid>` there and
+        /// drops it afterwards. When unreachable, only SQLite is measured.
+        #[arg(
+            long,
+            env = "TEST_DATABASE_URL",
+            default_value = "postgres://postgres@127.0.0.1:5432/postgres",
+            hide_env_values = true
+        )]
+        database_url: String,
+        /// Which backends to measure.
+        #[arg(long, value_enum, default_value_t = BenchBackend::Both)]
+        backend: BenchBackend,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BenchBackend {
+    Sqlite,
+    Postgres,
+    Both,
 }
 
 fn main() -> ExitCode {
@@ -107,8 +134,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             telemetry::init_logging(&config.log);
             let token = tokio_util::sync::CancellationToken::new();
             let stop = token.clone();
+            let signal = server::shutdown_signal();
             tokio::spawn(async move {
-                server::shutdown_signal().await;
+                signal.await;
                 stop.cancel();
             });
             server::run_workers(config, kodiai::jobs::Handlers::builtin(), token).await?;
@@ -140,18 +168,37 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             print!("{report}");
             Ok(())
         }
+        Command::Bench(BenchCommand::Queue {
+            jobs,
+            database_url,
+            backend,
+        }) => {
+            let options = bench::QueueOptions {
+                jobs,
+                workers: vec![1, 4, 16],
+                keys: 64,
+                sqlite: backend != BenchBackend::Postgres,
+                postgres_url: (backend != BenchBackend::Sqlite).then_some(database_url),
+                settings: WorkerSettings::from_config(&config.jobs),
+            };
+            let report = bench::queue(&options).await?;
+            print!("{report}");
+            Ok(())
+        }
     }
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     telemetry::init_logging(&config.log);
     let database = config.database.url.redacted();
+    // Before "listening": a SIGTERM right after that line must stop the server gracefully.
+    let signal = server::shutdown_signal();
     let running = server::start(config, server::Setup::default()).await?;
     tracing::info!(addr = %running.addr, database = %database, version = telemetry::VERSION,
         workers = running.state.workers, "listening");
     let token = running.shutdown_token();
     tokio::spawn(async move {
-        server::shutdown_signal().await;
+        signal.await;
         tracing::info!(
             "shutting down: no new connections or jobs; finishing the requests and jobs in flight"
         );

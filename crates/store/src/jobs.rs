@@ -32,6 +32,19 @@ macro_rules! job_columns {
     };
 }
 
+/// The update of [`Store::finish`]: `$1` state, `$2` result, `$3` error, `$4` failure reason,
+/// `$5` new run time (or keep), `$6` finished at, `$7` attempt given back, `$8` now, `$9` id,
+/// `$10` lease owner, `$11` attempt. Only the lease's holder changes anything.
+macro_rules! finish_update {
+    () => {
+        "UPDATE jobs SET state = $1, result = $2, error = $3, \
+         failure_reason = $4, run_at = COALESCE($5, run_at), finished_at = $6, \
+         attempts = attempts - $7, updated_at = $8, lease_owner = NULL, lease_expires_at = NULL, \
+         event_seq = event_seq + 1 \
+         WHERE id = $9 AND state = 'running' AND lease_owner = $10 AND attempts = $11"
+    };
+}
+
 /// Runs `$body` with `$conn` bound to the pool for reads (SQLite: the reader pool).
 macro_rules! with_reader {
     ($store:expr, |$conn:ident| $body:expr) => {
@@ -559,12 +572,6 @@ impl Store {
         finish: Finish,
         now: DateTime<Utc>,
     ) -> Result<Option<JobState>> {
-        const SQL: &str = "UPDATE jobs SET state = $1, result = $2, error = $3, \
-             failure_reason = $4, run_at = COALESCE($5, run_at), finished_at = $6, attempts = attempts - $7, \
-             updated_at = $8, lease_owner = NULL, lease_expires_at = NULL, \
-             event_seq = event_seq + 1 \
-             WHERE id = $9 AND state = 'running' AND lease_owner = $10 AND attempts = $11 \
-             RETURNING event_seq, run_at";
         let now = ts(now);
         let attempt = i32::try_from(lease.attempt).unwrap_or(i32::MAX);
         let (state, result, failure, run_at, finished_at, give_back, event, data) = match &finish {
@@ -610,31 +617,52 @@ impl Store {
                 json!({"message": format!("worker {} stopped; the job is queued again", lease.owner)}),
             ),
         };
-        let updated = in_transaction!(self, |tx| {
-            let row: Option<(i32, DateTime<Utc>)> = sqlx::query_as(SQL)
-                .bind(state.as_str())
-                .bind(result.map(Json))
-                .bind(failure.as_ref().map(|f| f.message.clone()))
-                .bind(failure.as_ref().map(|f| f.reason.as_str()))
-                // Keep the run time of a final job (when it was due), move it for a retry.
-                .bind(run_at)
-                .bind(finished_at)
-                .bind(give_back)
-                .bind(now)
-                .bind(&lease.job_id)
-                .bind(&lease.owner)
-                .bind(attempt)
-                .fetch_optional(&mut *tx)
-                .await?;
-            match row {
-                Some((seq, _)) => {
-                    insert_event!(&mut *tx, &lease.job_id, i64::from(seq), event, data, now);
-                    tx.commit().await?;
-                    Some(i64::from(seq))
+        // Binds `$1`…`$11` of `finish_update!`.
+        macro_rules! bind_update {
+            ($query:expr) => {
+                $query
+                    .bind(state.as_str())
+                    .bind(result.map(Json))
+                    .bind(failure.as_ref().map(|f| f.message.clone()))
+                    .bind(failure.as_ref().map(|f| f.reason.as_str()))
+                    // Keep the run time of a final job (when it was due), move it for a retry.
+                    .bind(run_at)
+                    .bind(finished_at)
+                    .bind(give_back)
+                    .bind(now)
+                    .bind(&lease.job_id)
+                    .bind(&lease.owner)
+                    .bind(attempt)
+            };
+        }
+        let updated = match &self.inner {
+            Inner::Sqlite { writer, .. } => {
+                let mut tx = writer.begin().await?;
+                // `fetch_all`: both statements run to their end.
+                let rows: Vec<(i32, DateTime<Utc>)> = bind_update!(sqlx::query_as(sqlite::FINISH))
+                    .bind(JobEventKind::as_str(event))
+                    .bind(Json(data))
+                    .fetch_all(&mut *tx)
+                    .await?;
+                match rows.first() {
+                    Some((seq, _)) => {
+                        tx.commit().await?;
+                        Some(i64::from(*seq))
+                    }
+                    None => None,
                 }
-                None => None,
             }
-        });
+            // One statement, so no transaction of its own: one round trip instead of four.
+            Inner::Postgres(pool) => {
+                let row: Option<(i32, DateTime<Utc>)> =
+                    bind_update!(sqlx::query_as(postgres::FINISH))
+                        .bind(JobEventKind::as_str(event))
+                        .bind(Json(data))
+                        .fetch_optional(pool)
+                        .await?;
+                row.map(|(seq, _)| i64::from(seq))
+            }
+        };
         let Some(seq) = updated else {
             return Ok(None);
         };
@@ -948,17 +976,27 @@ impl Store {
     }
 }
 
-/// SQLite: one writer, so a claim is one `UPDATE … RETURNING` whose subquery applies every
-/// limit; nothing can slip in between the check and the update.
+/// SQLite: one writer, so a claim is one transaction on it whose first statement picks the job
+/// while applying every limit; nothing can slip in between the check and the start.
+///
+/// The pick walks `jobs_queued` in claim order (`INDEXED BY`) and stops at the first job whose
+/// key has room. Left to itself the planner (which has no statistics: nothing runs `ANALYZE`)
+/// prefers `jobs_state_kind`, which makes it check the key limits of *every* queued job and sort
+/// them all, on every claim: 1.8 ms instead of 0.2 ms with 5,000 jobs queued.
 mod sqlite {
     use super::*;
     use sqlx::SqlitePool;
 
+    /// Two statements in one call to the connection's thread (each call is a cross-thread round
+    /// trip that costs far more than the SQL): the first writes the `started` event of the job
+    /// it picks, the second starts the job that event names. `changes()` is the first
+    /// statement's row count, so nothing starts when nothing was picked; with one writer
+    /// connection nothing can come in between.
     const CLAIM: &str = concat!(
-        "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = $1, \
-         lease_expires_at = $2, started_at = COALESCE(started_at, $3), updated_at = $3, \
-         event_seq = event_seq + 1 \
-         WHERE id = (SELECT j.id FROM jobs j \
+        "INSERT INTO job_events (job_id, seq, kind, data, created_at) \
+         SELECT j.id, j.event_seq + 1, 'started', \
+           json_object('attempt', j.attempts + 1, 'worker', $1), $3 \
+         FROM jobs j INDEXED BY jobs_queued \
            WHERE j.state = 'queued' AND j.run_at <= $3 \
              AND j.kind IN (SELECT value FROM json_each($4)) \
              AND (j.concurrency_key IS NULL OR ( \
@@ -966,7 +1004,12 @@ mod sqlite {
                   AND r.state = 'running' AND r.lease_expires_at > $3) < $5 \
                AND NOT EXISTS (SELECT 1 FROM job_rate_limits k \
                   WHERE k.concurrency_key = j.concurrency_key AND k.tat - $6 > $7))) \
-           ORDER BY j.priority, j.run_at, j.id LIMIT 1) \
+           ORDER BY j.priority, j.run_at, j.id LIMIT 1; \
+         UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = $1, \
+           lease_expires_at = $2, started_at = COALESCE(started_at, $3), updated_at = $3, \
+           event_seq = event_seq + 1 \
+         WHERE changes() = 1 \
+           AND id = (SELECT job_id FROM job_events WHERE id = last_insert_rowid()) \
          RETURNING ",
         job_columns!()
     );
@@ -986,7 +1029,8 @@ mod sqlite {
             .map_or((f64::MAX, 0.0), |r| (r.tolerance(), r.interval()));
         let now_secs = epoch_secs(now);
         let mut tx = writer.begin().await?;
-        let row: Option<JobRow> = sqlx::query_as(CLAIM)
+        // `fetch_all`: both statements run to their end.
+        let rows: Vec<JobRow> = sqlx::query_as(CLAIM)
             .bind(request.worker)
             .bind(lease_until(now, request.lease))
             .bind(now)
@@ -994,9 +1038,9 @@ mod sqlite {
             .bind(i64::from(request.limits.max_running))
             .bind(tolerance)
             .bind(now_secs)
-            .fetch_optional(&mut *tx)
+            .fetch_all(&mut *tx)
             .await?;
-        let Some(row) = row else {
+        let Some(row) = rows.into_iter().next() else {
             return Ok(None);
         };
         if let (Some(key), Some(_)) = (&row.concurrency_key, request.limits.rate) {
@@ -1007,22 +1051,37 @@ mod sqlite {
                 .execute(&mut *tx)
                 .await?;
         }
-        let seq = i64::from(row.event_seq);
-        let data = json!({"attempt": row.attempts, "worker": request.worker});
-        insert_event!(&mut *tx, &row.id, seq, JobEventKind::Started, data, now);
         tx.commit().await?;
+        let seq = i64::from(row.event_seq);
         Ok(Some((row.into_job()?, seq)))
     }
+
+    /// [`Store::finish`]'s update and its event in one call to the connection's thread (see
+    /// `CLAIM`): `$1`…`$11` as in `finish_update!`, `$12` event kind, `$13` its data. The
+    /// event is written only when the update changed the job (`changes()`).
+    pub(super) const FINISH: &str = concat!(
+        finish_update!(),
+        " RETURNING event_seq, run_at; \
+         INSERT INTO job_events (job_id, seq, kind, data, created_at) \
+         SELECT id, event_seq, $12, $13, $8 FROM jobs WHERE changes() = 1 AND id = $9"
+    );
 }
 
 /// PostgreSQL: many claimers at once. The candidate is locked with `FOR UPDATE SKIP LOCKED`
-/// (others skip it); a keyed job then locks its key's row in `job_rate_limits` and recounts the
-/// key's running jobs under that lock, so the per-key limit holds exactly.
+/// (others skip it) and, in the same statement, a keyed job locks its key's row in
+/// `job_rate_limits`; the next statement, whose snapshot is taken once that lock is held,
+/// recounts the key's running jobs and starts the job only if there is room, so the per-key
+/// limit holds exactly. A claim is four round trips: begin, candidate and key lock, start, commit.
 mod postgres {
     use super::*;
     use sqlx::PgPool;
 
-    const CANDIDATE: &str = "SELECT j.id, j.concurrency_key FROM jobs j \
+    /// `$1` now, `$2` kinds, `$3` running limit, `$4` rate tolerance, `$5` now in epoch seconds.
+    /// Returns the candidate's id and key and, for a keyed job, the key's `tat` read under its
+    /// lock (the `INSERT … ON CONFLICT DO UPDATE` waits for, then holds, the key's row lock).
+    /// `MATERIALIZED`: the candidate is chosen and locked once, whoever reads it.
+    const CANDIDATE: &str = "WITH candidate AS MATERIALIZED (SELECT j.id, j.concurrency_key \
+         FROM jobs j \
          WHERE j.state = 'queued' AND j.run_at <= $1 AND j.kind = ANY($2) \
            AND (j.concurrency_key IS NULL OR ( \
              (SELECT COUNT(*) FROM jobs r WHERE r.concurrency_key = j.concurrency_key \
@@ -1030,27 +1089,41 @@ mod postgres {
              AND NOT EXISTS (SELECT 1 FROM job_rate_limits k \
                 WHERE k.concurrency_key = j.concurrency_key AND k.tat - $4 > $5))) \
          ORDER BY j.priority, j.run_at, j.id LIMIT 1 \
-         FOR UPDATE OF j SKIP LOCKED";
+         FOR UPDATE OF j SKIP LOCKED), \
+         key_lock AS (INSERT INTO job_rate_limits (concurrency_key) \
+           SELECT concurrency_key FROM candidate WHERE concurrency_key IS NOT NULL \
+           ON CONFLICT (concurrency_key) DO UPDATE SET tat = job_rate_limits.tat \
+           RETURNING concurrency_key, tat) \
+         SELECT candidate.id, candidate.concurrency_key, key_lock.tat FROM candidate \
+         LEFT JOIN key_lock ON key_lock.concurrency_key = candidate.concurrency_key";
 
-    const LOCK_KEY: &str = "INSERT INTO job_rate_limits (concurrency_key) VALUES ($1) \
-         ON CONFLICT (concurrency_key) DO UPDATE SET tat = job_rate_limits.tat RETURNING tat";
-
-    const RUNNING_FOR_KEY: &str = "SELECT COUNT(*) FROM jobs \
-         WHERE concurrency_key = $1 AND state = 'running' AND lease_expires_at > $2";
-
-    const TAKE_TOKEN: &str = "UPDATE job_rate_limits SET tat = GREATEST(tat, $2) + $3 \
-         WHERE concurrency_key = $1";
-
+    /// `$1` worker, `$2` lease end, `$3` now, `$4` id, `$5` key, `$6` running limit, `$7` now
+    /// in epoch seconds, `$8` rate interval, `$9` whether a rate limit applies. Starts the job
+    /// only while its key has fewer than `$6` running (counted in this statement's snapshot,
+    /// taken under the key's lock), records the `started` event and takes a rate token; no row
+    /// when the key's last slot went to another worker meanwhile.
     const START: &str = concat!(
         "WITH u AS (UPDATE jobs SET state = 'running', attempts = attempts + 1, \
            lease_owner = $1, lease_expires_at = $2, started_at = COALESCE(started_at, $3), \
-           updated_at = $3, event_seq = event_seq + 1 WHERE id = $4 RETURNING *), \
+           updated_at = $3, event_seq = event_seq + 1 \
+           WHERE id = $4 AND ($5::text IS NULL OR (SELECT COUNT(*) FROM jobs r \
+             WHERE r.concurrency_key = $5 AND r.state = 'running' AND r.lease_expires_at > $3) < $6) \
+           RETURNING *), \
          e AS (INSERT INTO job_events (job_id, seq, kind, data, created_at) \
-           SELECT id, event_seq, 'started', jsonb_build_object('attempt', attempts, 'worker', $1::text), $3 FROM u) \
+           SELECT id, event_seq, 'started', jsonb_build_object('attempt', attempts, 'worker', $1::text), $3 FROM u), \
+         t AS (UPDATE job_rate_limits SET tat = GREATEST(tat, $7) + $8 \
+           WHERE $9 AND concurrency_key = $5 AND EXISTS (SELECT 1 FROM u)) \
          SELECT ",
         job_columns!(),
         " FROM u"
     );
+
+    /// The claim's transaction, with sorting priced out for the planner: the candidate must come
+    /// from walking `jobs_queued` in claim order, stopping at the first job whose key has room.
+    /// Without statistics (a new or never analysed table) the planner otherwise picks
+    /// `jobs_state_kind`, checks the key limits of every queued job and sorts them all: 7 ms
+    /// instead of 0.2 ms per claim with 5,000 jobs queued. One round trip, like a plain `BEGIN`.
+    const BEGIN: &str = "BEGIN; SET LOCAL enable_sort = off";
 
     /// Claims after a lost race on a key's last slot are retried this often before the worker
     /// reports an empty queue (and tries again at its next wake-up).
@@ -1067,56 +1140,59 @@ mod postgres {
             .rate
             .map_or((f64::MAX, 0.0), |r| (r.tolerance(), r.interval()));
         let now_secs = epoch_secs(now);
+        let max_running = i64::from(request.limits.max_running);
         for _ in 0..RACES {
-            let mut tx = pool.begin().await?;
-            let candidate: Option<(String, Option<String>)> = sqlx::query_as(CANDIDATE)
-                .bind(now)
-                .bind(&kinds)
-                .bind(i64::from(request.limits.max_running))
-                .bind(tolerance)
-                .bind(now_secs)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let Some((id, key)) = candidate else {
+            let mut tx = pool.begin_with(BEGIN).await?;
+            let candidate: Option<(String, Option<String>, Option<f64>)> =
+                sqlx::query_as(CANDIDATE)
+                    .bind(now)
+                    .bind(&kinds)
+                    .bind(max_running)
+                    .bind(tolerance)
+                    .bind(now_secs)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let Some((id, key, tat)) = candidate else {
                 return Ok(None);
             };
-            if let Some(key) = &key {
-                let (tat,): (f64,) = sqlx::query_as(LOCK_KEY)
-                    .bind(key)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                let (running,): (i64,) = sqlx::query_as(RUNNING_FOR_KEY)
-                    .bind(key)
-                    .bind(now)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                if running >= i64::from(request.limits.max_running) || tat - tolerance > now_secs {
-                    // Another worker took the key's last slot or token since the candidate
-                    // was chosen; look again (the rollback releases the candidate).
-                    continue;
-                }
-                if request.limits.rate.is_some() {
-                    sqlx::query(TAKE_TOKEN)
-                        .bind(key)
-                        .bind(now_secs)
-                        .bind(interval)
-                        .execute(&mut *tx)
-                        .await?;
-                }
+            if tat.is_some_and(|tat| tat - tolerance > now_secs) {
+                // Another worker took the key's last token since the candidate was chosen;
+                // look again (the rollback releases the candidate and the key).
+                continue;
             }
-            let row: JobRow = sqlx::query_as(START)
+            let row: Option<JobRow> = sqlx::query_as(START)
                 .bind(request.worker)
                 .bind(lease_until(now, request.lease))
                 .bind(now)
                 .bind(&id)
-                .fetch_one(&mut *tx)
+                .bind(&key)
+                .bind(max_running)
+                .bind(now_secs)
+                .bind(interval)
+                .bind(request.limits.rate.is_some())
+                .fetch_optional(&mut *tx)
                 .await?;
+            let Some(row) = row else {
+                // Another worker took the key's last slot since the candidate was chosen.
+                continue;
+            };
             tx.commit().await?;
             let seq = i64::from(row.event_seq);
             return Ok(Some((row.into_job()?, seq)));
         }
         Ok(None)
     }
+
+    /// [`Store::finish`]'s update and its event as one statement (atomic without a transaction
+    /// of its own): one round trip. `$1`…`$11` as in `finish_update!`, `$12` event kind, `$13` its
+    /// data.
+    pub(super) const FINISH: &str = concat!(
+        "WITH u AS (",
+        finish_update!(),
+        " RETURNING id, event_seq, run_at), e AS (INSERT INTO job_events (job_id, seq, kind, data, created_at) \
+           SELECT id, event_seq, $12, $13, $8 FROM u) \
+         SELECT event_seq, run_at FROM u"
+    );
 }
 
 #[cfg(test)]

@@ -203,14 +203,19 @@ impl Worker {
             self.clock.clone(),
         );
         // Aborted when this run is dropped (its worker's task was aborted), like a dead process.
-        let mut task = AbortOnDropHandle::new(tokio::spawn(handler.run(ctx)));
+        // The handler's log lines carry the job's span (id, kind, attempt, delivery).
+        let mut task = AbortOnDropHandle::new(tokio::spawn(tracing::Instrument::instrument(
+            handler.run(ctx),
+            tracing::Span::current(),
+        )));
         tracing::info!("job started");
 
         let timeout = tokio::time::sleep(self.settings.timeout(kind));
         tokio::pin!(timeout);
-        let mut heartbeat =
-            tokio::time::interval(self.settings.heartbeat.max(Duration::from_millis(10)));
-        heartbeat.tick().await;
+        // The first renewal is one period away. (`interval`'s immediate first tick would cost a
+        // timer step, about a millisecond, on every job.)
+        let every = self.settings.heartbeat.max(Duration::from_millis(10));
+        let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         // Set once the handler must stop, with the reason; the grace runs from then.
         let mut stop: Option<Stop> = None;
         let grace = tokio::time::sleep(Duration::MAX);

@@ -1,10 +1,13 @@
-//! The HTTP API: the router, its middleware stack, and the operational routes (`/health`,
-//! `/ready`, `/metrics`, `/openapi.json`, `/docs`).
+//! The HTTP API: the router, its middleware stack, the operational routes (`/health`,
+//! `/ready`, `/metrics`, `/openapi.json`, `/docs`) and the API's modules (`/api/v1/jobs` in
+//! [`jobs`]).
 //!
 //! Handlers only read the store and (from the queue issue on) enqueue jobs; they never run an
 //! agent. Every error answer is JSON `{error, message, request_id}` (see [`middleware`]).
 
+pub mod auth;
 pub mod error;
+pub mod jobs;
 pub mod middleware;
 
 use std::sync::Arc;
@@ -14,13 +17,14 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use kodiai_protocol::{ErrorBody, HealthResponse, ReadyResponse};
+use kodiai_protocol::{ErrorBody, HealthResponse, JobKind, JobState, ReadyResponse};
 use kodiai_store::Store;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
-use utoipa::OpenApi;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
@@ -28,7 +32,8 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::config::Config;
 use crate::jobs::Clock;
 use crate::telemetry::{VERSION, render_metrics};
-pub use error::{ApiError, ApiJson};
+pub use auth::AdminAuth;
+pub use error::{ApiError, ApiJson, ApiQuery};
 pub use middleware::RequestId;
 
 /// How long `/ready` waits for the database before calling it unreachable.
@@ -55,10 +60,28 @@ pub struct AppState {
         description = "A self-hosted AI software engineer for GitHub: pull-request reviews, \
                        @kodiai mentions, agent sessions, tickets and a fleet view, over one HTTP API."
     ),
-    components(schemas(ErrorBody)),
-    tags((name = "operations", description = "Health, readiness, metrics"))
+    // JobKind is named only by a query parameter's `value_type`, which utoipa does not collect.
+    components(schemas(ErrorBody, JobKind)),
+    modifiers(&SecurityAddon),
+    tags(
+        (name = "operations", description = "Health, readiness, metrics"),
+        (name = "jobs", description = "The job queue: every piece of work, its state and event \
+                                       log; cancel and retry (admin token)")
+    )
 )]
 struct ApiDoc;
+
+/// Declares the security schemes that routes name in `security(...)`.
+struct SecurityAddon;
+
+impl Modify for SecurityAddon {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let mut admin = Http::new(HttpAuthScheme::Bearer);
+        admin.description = Some("The admin token: `KODIAI_ADMIN_TOKEN`".to_owned());
+        components.add_security_scheme("admin_token", SecurityScheme::Http(admin));
+    }
+}
 
 /// The whole application: operational routes, `extra` routes (tests add their own; later
 /// issues add theirs here), and the middleware stack around all of them.
@@ -68,6 +91,7 @@ pub fn router(state: AppState, extra: Router<AppState>) -> Router {
         .routes(routes!(health))
         .routes(routes!(ready))
         .routes(routes!(metrics))
+        .merge(jobs::routes())
         .split_for_parts();
 
     let mut app = routes
@@ -129,15 +153,58 @@ async fn ready(State(state): State<AppState>) -> Result<axum::Json<ReadyResponse
 /// `GET /metrics`: Prometheus text exposition.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
-async fn metrics() -> Response {
+async fn metrics(State(state): State<AppState>) -> Response {
+    let mut text = render_metrics();
+    text.push_str(&job_gauges(&state.store).await);
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        render_metrics(),
+        text,
     )
         .into_response()
+}
+
+/// `jobs_queue_depth{kind,state}`, counted in the database at scrape time, so that every process
+/// on one database reports the same numbers. Written here rather than through the process-wide
+/// recorder: the numbers belong to this server's database, not to the process. Pairs without
+/// jobs read 0.
+async fn job_gauges(store: &Store) -> String {
+    let counts = match tokio::time::timeout(READY_DB_TIMEOUT, store.job_counts()).await {
+        Ok(Ok(counts)) => counts,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot count jobs for /metrics");
+            return String::new();
+        }
+        Err(_) => {
+            tracing::warn!("counting jobs for /metrics took too long");
+            return String::new();
+        }
+    };
+    let mut depth: std::collections::BTreeMap<(&'static str, JobState), i64> = JobKind::ALL
+        .iter()
+        .flat_map(|kind| {
+            JobState::ALL
+                .iter()
+                .map(move |state| ((kind.as_str(), *state), 0))
+        })
+        .collect();
+    for (kind, state, count) in counts {
+        let kind = kind.parse::<JobKind>().map_or("unknown", JobKind::as_str);
+        *depth.entry((kind, state)).or_insert(0) += count;
+    }
+    let mut text = String::from(
+        "# HELP jobs_queue_depth Jobs in the database by kind and state.\n\
+         # TYPE jobs_queue_depth gauge\n",
+    );
+    for ((kind, state), count) in depth {
+        text.push_str(&format!(
+            "jobs_queue_depth{{kind=\"{kind}\",state=\"{}\"}} {count}\n",
+            state.as_str()
+        ));
+    }
+    text
 }
 
 async fn not_found() -> StatusCode {

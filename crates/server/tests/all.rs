@@ -7,6 +7,9 @@
 mod suite {
     mod cli;
     mod errors;
+    mod jobs_api;
+    mod multiprocess;
     mod operations;
     mod shutdown;
+    mod workers;
 }

@@ -1,12 +1,14 @@
-//! The one error type of HTTP handlers, and the JSON extractor whose rejections become it.
+//! The one error type of HTTP handlers, and the JSON and query-string extractors whose
+//! rejections become it.
 //!
 //! Handlers return [`ApiError`]; it carries the status, a stable code and a message, and the
 //! request-context middleware renders every 4xx/5xx (ours, axum's, tower's) as the same JSON
 //! body `{error, message, request_id}`.
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Request};
-use axum::http::StatusCode;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use kodiai_protocol::ErrorCode;
 
@@ -22,6 +24,8 @@ pub(crate) struct ErrorInfo {
 pub struct ApiError {
     status: StatusCode,
     info: ErrorInfo,
+    /// The `WWW-Authenticate` challenge of a 401; the middleware keeps the header.
+    challenge: Option<&'static str>,
 }
 
 impl ApiError {
@@ -33,6 +37,7 @@ impl ApiError {
                 code: ErrorCode::from_status(status.as_u16()),
                 message: message.into(),
             },
+            challenge: None,
         }
     }
 
@@ -41,9 +46,22 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, message)
     }
 
+    /// 401: missing or wrong credentials. `challenge` is the `WWW-Authenticate` value that tells
+    /// the client which scheme to use (RFC 9110 §11.6.1 requires one on every 401).
+    pub fn unauthorized(message: impl Into<String>, challenge: &'static str) -> Self {
+        let mut error = Self::new(StatusCode::UNAUTHORIZED, message);
+        error.challenge = Some(challenge);
+        error
+    }
+
     /// 404: no such resource. Also the answer for resources of other users, so that ids leak nothing.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, message)
+    }
+
+    /// 409: not possible in the resource's current state; the message names that state.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, message)
     }
 
     /// 422: well-formed, wrong values.
@@ -75,6 +93,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         // The body is written by the request-context middleware, which knows the request id.
         let mut response = self.status.into_response();
+        if let Some(challenge) = self.challenge {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+        }
         response.extensions_mut().insert(self.info);
         response
     }
@@ -104,6 +128,37 @@ impl<T: serde::Serialize> IntoResponse for ApiJson<T> {
     fn into_response(self) -> Response {
         axum::Json(self.0).into_response()
     }
+}
+
+/// `axum::extract::Query` whose rejections are API errors: 422 naming the parameter and what
+/// was wrong (an unknown parameter, a duplicate, a value of the wrong type). Query strings have
+/// no syntax errors to speak of: every failure is one of values.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Self(value)),
+            Err(rejection) => Err(query_rejection(&rejection)),
+        }
+    }
+}
+
+fn query_rejection(rejection: &QueryRejection) -> ApiError {
+    let message = match rejection {
+        QueryRejection::FailedToDeserializeQueryString(e) => {
+            format!("invalid query string: {}", source_text(e))
+        }
+        other => other.body_text(),
+    };
+    ApiError::unprocessable(message)
 }
 
 fn json_rejection(rejection: &JsonRejection) -> ApiError {

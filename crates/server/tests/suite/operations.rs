@@ -95,6 +95,38 @@ app_test!(metrics_count_requests_by_route_and_status, |app| {
     );
 });
 
+app_test!(metrics_show_queue_depth_and_job_durations, |app| {
+    let store = &app.state().store;
+    let mut signals = store.subscribe().await.unwrap();
+    let job = kodiai_store::NewJob::new(kodiai_protocol::JobSpec::Noop(Default::default()));
+    let id = store.enqueue(&job, chrono::Utc::now()).await.unwrap().id;
+    // The server's own workers run it.
+    loop {
+        if let kodiai_store::Signal::JobEvent {
+            job_id,
+            kind: kodiai_protocol::JobEventKind::Finished,
+            ..
+        } = signals.recv().await
+            && job_id == id
+        {
+            break;
+        }
+    }
+    let text = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        text.contains("jobs_queue_depth{kind=\"noop\",state=\"succeeded\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("jobs_queue_depth{kind=\"noop\",state=\"queued\"} 0\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("job_duration_seconds_count{kind=\"noop\",outcome=\"succeeded\"}"),
+        "{text}"
+    );
+});
+
 app_test!(openapi_document_and_docs_are_served, |app| {
     let response = app.get("/openapi.json").await;
     assert_eq!(response.status(), 200);

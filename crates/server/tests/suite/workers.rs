@@ -107,12 +107,17 @@ kodiai_store::both_backends!(
     |db| {
         let store = db.store().await;
         let clock = clock();
-        // The first worker's handler hangs; the worker is then killed (its task aborted), so it
-        // neither heartbeats nor finishes, as when its process dies.
-        let (hanging, mut started) = reporting(|ctx: JobContext| async move {
-            ctx.record_step("began", json!(ctx.attempt())).await?;
-            std::future::pending::<()>().await;
-            Ok(Value::Null)
+        // The first worker's handler records a step and hangs; the worker is then killed (its task
+        // aborted), so it neither heartbeats nor finishes, as when its process dies.
+        let (recorded_tx, mut recorded) = mpsc::unbounded_channel();
+        let hanging = Handlers::default().with(JobKind::Noop, move |ctx: JobContext| {
+            let recorded = recorded_tx.clone();
+            async move {
+                ctx.record_step("began", json!(ctx.attempt())).await?;
+                let _ = recorded.send(ctx.attempt());
+                std::future::pending::<()>().await;
+                Ok(Value::Null)
+            }
         });
         let doomed = worker(&store, hanging, settings(), &clock);
         let completions = Arc::new(AtomicU32::new(0));
@@ -129,7 +134,7 @@ kodiai_store::both_backends!(
 
         let id = enqueue(&store, noop(), &clock).await;
         let run = tokio::spawn(async move { doomed.try_execute_job().await });
-        assert_eq!(started.recv().await, Some(1));
+        assert_eq!(recorded.recv().await, Some(1));
         run.abort();
         assert!(run.await.unwrap_err().is_cancelled());
 
@@ -467,10 +472,9 @@ kodiai_store::both_backends!(the_pool_wakes_on_enqueue_without_polling, |db| {
                 kind: JobEventKind::Finished,
                 ..
             } = signals.recv().await
+                && job_id == id
             {
-                if job_id == id {
-                    return;
-                }
+                return;
             }
         }
     })

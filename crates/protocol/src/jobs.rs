@@ -8,6 +8,36 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+/// `Display` and `FromStr` for a fieldless enum with `ALL` and `as_str`: its wire names, and an
+/// [`UnknownName`] error that lists them.
+macro_rules! named {
+    ($type:ty, $what:literal) => {
+        impl fmt::Display for $type {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $type {
+            type Err = UnknownName;
+
+            fn from_str(text: &str) -> Result<Self, Self::Err> {
+                Self::ALL
+                    .iter()
+                    .copied()
+                    .find(|value| value.as_str() == text)
+                    .ok_or_else(|| {
+                        UnknownName::new($what, text, Self::ALL.iter().map(|v| v.as_str()))
+                    })
+            }
+        }
+    };
+}
+
+named!(JobKind, "job kind");
+named!(JobState, "job state");
+named!(JobEventKind, "job event kind");
+
 /// A unit of work to queue: its kind is the tag, its fields are the job's payload. Each later kind
 /// of work (review, mention, session turn, ticket command, task run, repository sync) is a variant.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -55,24 +85,6 @@ impl JobKind {
     }
 }
 
-impl fmt::Display for JobKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for JobKind {
-    type Err = UnknownName;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .iter()
-            .copied()
-            .find(|kind| kind.as_str() == text)
-            .ok_or_else(|| UnknownName::new("job kind", text, Self::ALL.iter().map(|k| k.as_str())))
-    }
-}
-
 /// Where a job is in its life. `queued` and `running` are live; the other three are final
 /// (until an operator retries a `failed` or `cancelled` job).
 #[derive(
@@ -114,26 +126,6 @@ impl JobState {
     /// Whether the job has stopped (nothing runs it or will, unless it is retried).
     pub fn is_final(self) -> bool {
         matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
-    }
-}
-
-impl fmt::Display for JobState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for JobState {
-    type Err = UnknownName;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .iter()
-            .copied()
-            .find(|state| state.as_str() == text)
-            .ok_or_else(|| {
-                UnknownName::new("job state", text, Self::ALL.iter().map(|s| s.as_str()))
-            })
     }
 }
 
@@ -302,20 +294,6 @@ impl JobEventKind {
             Self::Error => "error",
             Self::Finished => "finished",
         }
-    }
-}
-
-impl FromStr for JobEventKind {
-    type Err = UnknownName;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .iter()
-            .copied()
-            .find(|kind| kind.as_str() == text)
-            .ok_or_else(|| {
-                UnknownName::new("job event kind", text, Self::ALL.iter().map(|k| k.as_str()))
-            })
     }
 }
 

@@ -1,6 +1,6 @@
 //! `kodiai bench …`: measurements on this machine, printed as a table beside the targets they are
 //! held to (`startup`: the real binary; `queue`: the store and workers in process), and the real
-//! binary as child processes ([`ServeProcess`], [`WorkerProcess`]) for benchmarks and tests.
+//! binary as child processes ([`ServeProcess`], [`KodiaiProcess`]) for benchmarks and tests.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -109,7 +109,7 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 async fn start_once(exe: &Path, client: &reqwest::Client) -> anyhow::Result<StartupSample> {
     let dir = tempfile::tempdir().context("creating a data folder")?;
     let started = Instant::now();
-    let server = ServeProcess::start(exe, dir.path(), &[]).await?;
+    let mut server = ServeProcess::start(exe, dir.path(), &[]).await?;
     let url = format!("http://{}/ready", server.addr);
     let to_ready = loop {
         if client
@@ -523,60 +523,23 @@ impl BenchDb {
     }
 }
 
-/// `kodiai serve` as a child process on a new data folder, port 0 and JSON logs; used by the
-/// benchmarks and by the tests that need a real process (signals, exit codes).
-pub struct ServeProcess {
+/// A `kodiai` command running as a child process on its own data folder with JSON logs; killed
+/// when dropped.
+pub struct KodiaiProcess {
     pub child: Child,
-    /// The address from the server's `listening` log line.
-    pub addr: SocketAddr,
-    /// Every later log line, parsed.
+    /// Every log line after the one that said the process is up, parsed.
     pub logs: mpsc::UnboundedReceiver<serde_json::Value>,
 }
 
-impl ServeProcess {
-    /// Starts `exe serve` with `env` on top of a clean environment for kodiai's own settings,
-    /// and returns once it logged the address it listens on.
-    pub async fn start(exe: &Path, data_dir: &Path, env: &[(&str, &str)]) -> anyhow::Result<Self> {
-        let (child, entry, logs) = spawn_logged(exe, "serve", data_dir, env, "listening").await?;
-        let addr = entry["addr"].as_str().unwrap_or_default();
-        let addr = addr
-            .parse()
-            .with_context(|| format!("the server logged a bad address {addr:?}"))?;
-        Ok(Self { child, addr, logs })
-    }
-
-    pub fn pid(&self) -> Option<u32> {
-        self.child.id()
-    }
-
-    /// Waits for the next log line whose message is `message`; `None` if the process exited first.
-    pub async fn wait_for_log(&mut self, message: &str) -> Option<serde_json::Value> {
-        next_log(&mut self.logs, message).await
-    }
-
-    /// Sends SIGTERM (a graceful stop); wait on `child` for the exit.
-    pub async fn terminate(&self) -> anyhow::Result<()> {
-        sigterm(self.pid()).await
-    }
-
-    pub async fn kill(mut self) {
-        let _ = self.child.start_kill();
-        let _ = self.child.wait().await;
-    }
-}
-
-/// `kodiai worker` (workers without HTTP) as a child process on a new data folder with JSON
-/// logs; for benchmarks and tests with several processes on one PostgreSQL database.
-pub struct WorkerProcess {
-    pub child: Child,
-    /// Every log line after `workers running`, parsed.
-    pub logs: mpsc::UnboundedReceiver<serde_json::Value>,
-}
-
-impl WorkerProcess {
-    /// Starts `exe worker` with `env` on top of a clean environment for kodiai's own settings
-    /// (`DATABASE_URL` belongs in `env`), and returns once its workers run.
-    pub async fn start(exe: &Path, data_dir: &Path, env: &[(&str, &str)]) -> anyhow::Result<Self> {
+impl KodiaiProcess {
+    /// Starts `exe worker` (workers without HTTP) with `env` on top of a clean environment for
+    /// kodiai's own settings (`DATABASE_URL` belongs in `env`), and returns once its workers
+    /// run; for benchmarks and tests with several processes on one PostgreSQL database.
+    pub async fn start_worker(
+        exe: &Path,
+        data_dir: &Path,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let (child, _, logs) =
             spawn_logged(exe, "worker", data_dir, env, "workers running").await?;
         Ok(Self { child, logs })
@@ -596,9 +559,47 @@ impl WorkerProcess {
         sigterm(self.pid()).await
     }
 
-    pub async fn kill(mut self) {
+    pub async fn kill(&mut self) {
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
+    }
+}
+
+/// `kodiai serve` as a child process on port 0; used by the benchmarks and by the tests that
+/// need a real process (signals, exit codes).
+pub struct ServeProcess {
+    pub process: KodiaiProcess,
+    /// The address from the server's `listening` log line.
+    pub addr: SocketAddr,
+}
+
+impl ServeProcess {
+    /// Starts `exe serve` with `env` on top of a clean environment for kodiai's own settings,
+    /// and returns once it logged the address it listens on.
+    pub async fn start(exe: &Path, data_dir: &Path, env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let (child, entry, logs) = spawn_logged(exe, "serve", data_dir, env, "listening").await?;
+        let addr = entry["addr"].as_str().unwrap_or_default();
+        let addr = addr
+            .parse()
+            .with_context(|| format!("the server logged a bad address {addr:?}"))?;
+        Ok(Self {
+            process: KodiaiProcess { child, logs },
+            addr,
+        })
+    }
+}
+
+impl std::ops::Deref for ServeProcess {
+    type Target = KodiaiProcess;
+
+    fn deref(&self) -> &KodiaiProcess {
+        &self.process
+    }
+}
+
+impl std::ops::DerefMut for ServeProcess {
+    fn deref_mut(&mut self) -> &mut KodiaiProcess {
+        &mut self.process
     }
 }
 

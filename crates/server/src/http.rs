@@ -191,7 +191,7 @@ async fn job_gauges(store: &Store) -> String {
         })
         .collect();
     for (kind, state, count) in counts {
-        let kind = kind.parse::<JobKind>().map_or("unknown", JobKind::as_str);
+        let kind = crate::jobs::kind_label(&kind);
         *depth.entry((kind, state)).or_insert(0) += count;
     }
     let mut text = String::from(

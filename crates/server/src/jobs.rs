@@ -209,6 +209,12 @@ impl JobContext {
     }
 }
 
+/// A metrics label for a stored kind: known kinds by name, anything else (a newer version's
+/// kind) as `unknown`, since labels must stay a small set.
+pub fn kind_label(kind: &str) -> &'static str {
+    kind.parse::<JobKind>().map_or("unknown", JobKind::as_str)
+}
+
 /// The boxed future a handler returns: the job's result, or why it failed.
 pub type HandlerFuture = BoxFuture<'static, Result<Value, JobError>>;
 

@@ -61,6 +61,22 @@ macro_rules! with_reader {
     };
 }
 
+/// Runs `$body` with `$conn` bound to the pool for single-statement writes (SQLite: the writer).
+macro_rules! with_writer {
+    ($store:expr, |$conn:ident| $body:expr) => {
+        match &$store.inner {
+            Inner::Sqlite { writer, .. } => {
+                let $conn = writer;
+                $body
+            }
+            Inner::Postgres(pool) => {
+                let $conn = pool;
+                $body
+            }
+        }
+    };
+}
+
 /// Runs `$body` with `$tx` bound to a new transaction (SQLite: on the one writer connection).
 /// `$body` must commit; dropping the transaction rolls it back.
 macro_rules! in_transaction {
@@ -541,17 +557,8 @@ impl Store {
         const SQL: &str = "UPDATE jobs SET lease_expires_at = $1, updated_at = $2 \
              WHERE id = $3 AND state = 'running' AND lease_owner = $4 AND attempts = $5";
         let attempt = i32::try_from(lease.attempt).unwrap_or(i32::MAX);
-        let done = match &self.inner {
-            Inner::Sqlite { writer, .. } => sqlx::query(SQL)
-                .bind(ts(until))
-                .bind(ts(now))
-                .bind(&lease.job_id)
-                .bind(&lease.owner)
-                .bind(attempt)
-                .execute(writer)
-                .await?
-                .rows_affected(),
-            Inner::Postgres(pool) => sqlx::query(SQL)
+        let done = with_writer!(self, |pool| {
+            sqlx::query(SQL)
                 .bind(ts(until))
                 .bind(ts(now))
                 .bind(&lease.job_id)
@@ -559,8 +566,8 @@ impl Store {
                 .bind(attempt)
                 .execute(pool)
                 .await?
-                .rows_affected(),
-        };
+                .rows_affected()
+        });
         Ok(done == 1)
     }
 
@@ -639,13 +646,13 @@ impl Store {
             Inner::Sqlite { writer, .. } => {
                 let mut tx = writer.begin().await?;
                 // `fetch_all`: both statements run to their end.
-                let rows: Vec<(i32, DateTime<Utc>)> = bind_update!(sqlx::query_as(sqlite::FINISH))
+                let rows: Vec<(i32,)> = bind_update!(sqlx::query_as(sqlite::FINISH))
                     .bind(JobEventKind::as_str(event))
                     .bind(Json(data))
                     .fetch_all(&mut *tx)
                     .await?;
                 match rows.first() {
-                    Some((seq, _)) => {
+                    Some((seq,)) => {
                         tx.commit().await?;
                         Some(i64::from(*seq))
                     }
@@ -654,13 +661,12 @@ impl Store {
             }
             // One statement, so no transaction of its own: one round trip instead of four.
             Inner::Postgres(pool) => {
-                let row: Option<(i32, DateTime<Utc>)> =
-                    bind_update!(sqlx::query_as(postgres::FINISH))
-                        .bind(JobEventKind::as_str(event))
-                        .bind(Json(data))
-                        .fetch_optional(pool)
-                        .await?;
-                row.map(|(seq, _)| i64::from(seq))
+                let row: Option<(i32,)> = bind_update!(sqlx::query_as(postgres::FINISH))
+                    .bind(JobEventKind::as_str(event))
+                    .bind(Json(data))
+                    .fetch_optional(pool)
+                    .await?;
+                row.map(|(seq,)| i64::from(seq))
             }
         };
         let Some(seq) = updated else {
@@ -1061,7 +1067,7 @@ mod sqlite {
     /// event is written only when the update changed the job (`changes()`).
     pub(super) const FINISH: &str = concat!(
         finish_update!(),
-        " RETURNING event_seq, run_at; \
+        " RETURNING event_seq; \
          INSERT INTO job_events (job_id, seq, kind, data, created_at) \
          SELECT id, event_seq, $12, $13, $8 FROM jobs WHERE changes() = 1 AND id = $9"
     );
@@ -1189,9 +1195,9 @@ mod postgres {
     pub(super) const FINISH: &str = concat!(
         "WITH u AS (",
         finish_update!(),
-        " RETURNING id, event_seq, run_at), e AS (INSERT INTO job_events (job_id, seq, kind, data, created_at) \
+        " RETURNING id, event_seq), e AS (INSERT INTO job_events (job_id, seq, kind, data, created_at) \
            SELECT id, event_seq, $12, $13, $8 FROM u) \
-         SELECT event_seq, run_at FROM u"
+         SELECT event_seq FROM u"
     );
 }
 

@@ -262,16 +262,11 @@ async fn cancel_job(
         .cancel_job(&id, CANCEL_REASON, state.clock.now())
         .await
         .map_err(ApiError::internal)?;
-    match transition {
-        Some(Transition::Done(job)) => {
-            tracing::info!(job_id = %id, "job cancelled through the API");
-            Ok(ApiJson(*job))
-        }
-        Some(Transition::NotAllowed(current)) => Err(ApiError::conflict(format!(
-            "job {id} is already {current}; only queued or running jobs can be cancelled"
-        ))),
-        None => Err(no_such_job(&id)),
-    }
+    let job = answer(&id, transition, |current| {
+        format!("job {id} is already {current}; only queued or running jobs can be cancelled")
+    })?;
+    tracing::info!(job_id = %id, "job cancelled through the API");
+    Ok(ApiJson(job))
 }
 
 /// `POST /api/v1/jobs/{id}/retry`: queues a failed or cancelled job again.
@@ -296,16 +291,11 @@ async fn retry_job(
         .retry_job(&id, state.clock.now())
         .await
         .map_err(ApiError::internal)?;
-    match transition {
-        Some(Transition::Done(job)) => {
-            tracing::info!(job_id = %id, "job queued again through the API");
-            Ok(ApiJson(*job))
-        }
-        Some(Transition::NotAllowed(current)) => Err(ApiError::conflict(format!(
-            "job {id} is {current}; only failed or cancelled jobs can be retried"
-        ))),
-        None => Err(no_such_job(&id)),
-    }
+    let job = answer(&id, transition, |current| {
+        format!("job {id} is {current}; only failed or cancelled jobs can be retried")
+    })?;
+    tracing::info!(job_id = %id, "job queued again through the API");
+    Ok(ApiJson(job))
 }
 
 /// Follows one job's event log: what is stored after `read_seq`, then what arrives, until the
@@ -467,6 +457,20 @@ async fn find_job(store: &Store, id: &str) -> Result<Job, ApiError> {
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(|| no_such_job(id))
+}
+
+/// The answer to a cancel or retry: the job, 409 with `conflict`'s message when its state does
+/// not allow it, or 404.
+fn answer(
+    id: &str,
+    transition: Option<Transition>,
+    conflict: impl FnOnce(JobState) -> String,
+) -> Result<Job, ApiError> {
+    match transition {
+        Some(Transition::Done(job)) => Ok(*job),
+        Some(Transition::NotAllowed(current)) => Err(ApiError::conflict(conflict(current))),
+        None => Err(no_such_job(id)),
+    }
 }
 
 fn no_such_job(id: &str) -> ApiError {

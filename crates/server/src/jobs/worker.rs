@@ -22,7 +22,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
-use super::{Clock, Handlers, JobContext, JobError};
+use super::{Clock, Handlers, JobContext, JobError, kind_label};
 use crate::config::JobsConfig;
 
 /// What one [`Worker::try_execute_job`] did.
@@ -267,13 +267,8 @@ impl Worker {
                 tracing::info!(
                     "job ended elsewhere (cancelled, or its lease was taken over); its run stopped"
                 );
-                let state = self
-                    .store
-                    .job(&job.id)
-                    .await?
-                    .map_or(JobState::Cancelled, |j| j.state);
-                record_duration(kind, "lost", started);
-                return Ok(state);
+                record_duration(&job.kind, "lost", started);
+                return self.current_state(&job.id).await;
             }
             (Some(Stop::Shutdown), _) => Finish::Release,
             (Some(Stop::Timeout), _) => Finish::Failed(JobFailure {
@@ -349,12 +344,7 @@ impl Worker {
         if let Finish::Failed(failure) = &finish {
             tracing::warn!(reason = failure.reason.as_str(), error = %failure.message, "job failed");
         }
-        let kind = job
-            .kind
-            .parse::<JobKind>()
-            .map_or("unknown", JobKind::as_str);
-        metrics::histogram!("job_duration_seconds", "kind" => kind, "outcome" => label)
-            .record(started.elapsed().as_secs_f64());
+        record_duration(&job.kind, label, started);
         match self.store.finish(lease, finish, self.clock.now()).await? {
             Some(state) => {
                 tracing::info!(state = state.as_str(), outcome = label, "job run ended");
@@ -364,13 +354,18 @@ impl Worker {
                 tracing::info!(
                     "job ended elsewhere while it ran (cancelled, or its lease was taken over)"
                 );
-                Ok(self
-                    .store
-                    .job(&job.id)
-                    .await?
-                    .map_or(JobState::Cancelled, |j| j.state))
+                self.current_state(&job.id).await
             }
         }
+    }
+
+    /// The state of a job this worker lost (a deleted job counts as cancelled).
+    async fn current_state(&self, job_id: &str) -> kodiai_store::Result<JobState> {
+        Ok(self
+            .store
+            .job(job_id)
+            .await?
+            .map_or(JobState::Cancelled, |job| job.state))
     }
 
     /// Whether this worker still holds the lease (one read; only on a signal that the job may
@@ -419,15 +414,9 @@ enum Stop {
     Lost,
 }
 
-fn record_duration(kind: JobKind, outcome: &'static str, started: Instant) {
-    metrics::histogram!("job_duration_seconds", "kind" => kind.as_str(), "outcome" => outcome)
+fn record_duration(kind: &str, outcome: &'static str, started: Instant) {
+    metrics::histogram!("job_duration_seconds", "kind" => kind_label(kind), "outcome" => outcome)
         .record(started.elapsed().as_secs_f64());
-}
-
-/// A metrics label for a stored kind: known kinds by name, anything else as `unknown` (labels
-/// must stay a small set).
-fn kind_label(kind: &str) -> &'static str {
-    kind.parse::<JobKind>().map_or("unknown", JobKind::as_str)
 }
 
 fn worker_name() -> String {
@@ -445,7 +434,6 @@ pub struct WorkerPool {
     stop: CancellationToken,
     aborts: Vec<CancellationToken>,
     tasks: JoinSet<()>,
-    size: u32,
 }
 
 impl WorkerPool {
@@ -481,12 +469,7 @@ impl WorkerPool {
             stop,
             aborts,
             tasks,
-            size,
         }
-    }
-
-    pub fn size(&self) -> u32 {
-        self.size
     }
 
     /// Stops claiming, lets running jobs finish within `grace`, then cancels the rest and puts

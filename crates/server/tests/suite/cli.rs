@@ -183,7 +183,7 @@ async fn migrate_and_serve_on_postgres() {
         ]
     );
 
-    let server = ServeProcess::start(Path::new(EXE), dir.path(), &[("DATABASE_URL", &url)])
+    let mut server = ServeProcess::start(Path::new(EXE), dir.path(), &[("DATABASE_URL", &url)])
         .await
         .unwrap();
     let ready: ReadyResponse = reqwest::get(format!("http://{}/ready", server.addr))
@@ -200,7 +200,7 @@ async fn migrate_and_serve_on_postgres() {
 #[tokio::test]
 async fn serve_on_a_new_sqlite_file_answers_health() {
     let dir = tempfile::tempdir().unwrap();
-    let server = ServeProcess::start(Path::new(EXE), dir.path(), &[])
+    let mut server = ServeProcess::start(Path::new(EXE), dir.path(), &[])
         .await
         .unwrap();
     let response = reqwest::get(format!("http://{}/health", server.addr))

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use chrono::Utc;
-use kodiai::bench::{ServeProcess, WorkerProcess};
+use kodiai::bench::{KodiaiProcess, ServeProcess};
 use kodiai_protocol::{JobEventKind, JobSpec, NoopJob};
 use kodiai_store::{NewJob, Signal, Store};
 use kodiai_test_support::TestDb;
@@ -58,10 +58,10 @@ async fn two_worker_processes_and_a_server_run_every_job_exactly_once() {
         ("RUST_LOG", "info,kodiai::jobs=warn"),
     ];
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut first = WorkerProcess::start(Path::new(EXE), dirs[0].path(), &env)
+    let mut first = KodiaiProcess::start_worker(Path::new(EXE), dirs[0].path(), &env)
         .await
         .unwrap();
-    let mut second = WorkerProcess::start(Path::new(EXE), dirs[1].path(), &env)
+    let mut second = KodiaiProcess::start_worker(Path::new(EXE), dirs[1].path(), &env)
         .await
         .unwrap();
     let mut server = ServeProcess::start(Path::new(EXE), dirs[2].path(), &env)

@@ -13,15 +13,6 @@ use sqlx::Connection;
 
 const EXE: &str = env!("CARGO_BIN_EXE_kodiai");
 
-fn sigterm(server: &ServeProcess) {
-    let pid = server.pid().expect("the server is running").to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 /// Waits until the server refuses new connections (it drops its listener on shutdown).
 async fn until_refused(addr: std::net::SocketAddr) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -81,7 +72,7 @@ async fn sigterm_when_idle_exits_0() {
     let mut server = ServeProcess::start(Path::new(EXE), dir.path(), &[])
         .await
         .unwrap();
-    sigterm(&server);
+    server.terminate().await.unwrap();
     assert!(server.wait_for_log("stopped").await.is_some());
     let status = server.child.wait().await.unwrap();
     assert_eq!(status.code(), Some(0));
@@ -99,7 +90,7 @@ async fn sigterm_during_a_slow_request_lets_it_finish_then_exits_0() {
         .unwrap();
     let (lock, request) = start_blocked_ready_request(&db, &server).await;
 
-    sigterm(&server);
+    server.terminate().await.unwrap();
     assert!(
         server
             .wait_for_log("shutting down: no new connections or jobs; finishing the requests and jobs in flight")
@@ -135,7 +126,7 @@ async fn requests_still_open_after_the_grace_period_are_dropped_and_the_exit_is_
     .unwrap();
     let (lock, request) = start_blocked_ready_request(&db, &server).await;
 
-    sigterm(&server);
+    server.terminate().await.unwrap();
     let status = server.child.wait().await.unwrap();
     assert_eq!(status.code(), Some(0));
     assert!(

@@ -7,11 +7,13 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 pub mod jobs;
+pub mod tools;
 
 pub use jobs::{
     FailureReason, Job, JobDetail, JobEvent, JobEventKind, JobFailure, JobKind, JobSpec, JobState,
     NoopJob, UnknownName,
 };
+pub use tools::{ToolCall, ToolSpec};
 
 /// One page of any list of the API: `{"data": [...], "next_cursor": "…" | null}`. Pass
 /// `next_cursor` back as `?cursor=` for the next page; `null` means this was the last.

@@ -1,0 +1,4 @@
+//! The agent engine: the loop, its tools and their confinement to a workspace, the MCP client,
+//! the CLI backends, and the git workspaces (mirrors and worktrees) jobs run in.
+//!
+//! Architecture Invariant: nothing here knows GitHub, HTTP serving or the database.

@@ -1,0 +1,2 @@
+//! GitHub: App authentication, the REST and GraphQL client with its per-installation governor,
+//! webhook signature verification and the typed events kodiai routes.

@@ -256,8 +256,7 @@ fn read(text: &str, diagnostics: &mut Vec<Diagnostic>) -> Option<RepoConfig> {
             line: None,
             key: None,
             message: format!(
-                "the file is {} bytes; kodiai reads at most {MAX_FILE_BYTES}",
-                text.len()
+                "the file is larger than {MAX_FILE_BYTES} bytes, the most kodiai reads"
             ),
         });
         return None;

@@ -487,8 +487,7 @@ fn a_file_over_the_limit_is_refused_unread() {
             line: None,
             key: None,
             message: format!(
-                "the file is {} bytes; kodiai reads at most {MAX_FILE_BYTES}",
-                text.len()
+                "the file is larger than {MAX_FILE_BYTES} bytes, the most kodiai reads"
             ),
         }]
     );

@@ -309,11 +309,15 @@ fn read(text: &str, diagnostics: &mut Vec<Diagnostic>) -> Option<RepoConfig> {
     });
     for path in ignored {
         let found = tree.find(&path, &[]);
+        let message = match suggest(&path) {
+            Some(known) => format!("unknown key, ignored; did you mean `{known}`?"),
+            None => "unknown key, ignored".to_owned(),
+        };
         diagnostics.push(Diagnostic {
             severity: Severity::Warning,
             line: found.as_ref().map(|f| f.line),
             key: Some(path.to_string()),
-            message: "unknown key, ignored".to_owned(),
+            message,
         });
     }
     let raw = match result {
@@ -325,6 +329,53 @@ fn read(text: &str, diagnostics: &mut Vec<Diagnostic>) -> Option<RepoConfig> {
         }
     };
     validate::to_config(raw, &tree, diagnostics)
+}
+
+/// The known key closest to the unknown last key of `path` (a typo like `skip_draft`), from
+/// the keys the schema has at that place.
+fn suggest(path: &KeyPath) -> Option<String> {
+    let (Segment::Key(unknown), parent) = path.0.split_last()? else {
+        return None;
+    };
+    let schema = json_schema();
+    let resolve = |mut node: &'static serde_json::Value| {
+        // `Option<Section>` is `anyOf: [{$ref}, {type: null}]`; follow the reference.
+        for _ in 0..4 {
+            if let Some(first) = node.get("anyOf").and_then(|a| a.get(0)) {
+                node = first;
+            } else if let Some(name) = node
+                .get("$ref")
+                .and_then(|r| r.as_str())
+                .and_then(|r| r.strip_prefix("#/$defs/"))
+            {
+                node = schema.get("$defs")?.get(name)?;
+            } else {
+                break;
+            }
+        }
+        Some(node)
+    };
+    let mut node = resolve(schema)?;
+    for segment in parent {
+        node = match segment {
+            // A named field, or any key of a map (`mcp_servers.NAME`).
+            Segment::Key(key) => resolve(
+                node.get("properties")
+                    .and_then(|p| p.get(key))
+                    .or_else(|| node.get("additionalProperties"))?,
+            )?,
+            Segment::Index(_) => resolve(node.get("items")?)?,
+        };
+    }
+    let fold = |s: &str| s.replace(['_', '-'], "").to_ascii_lowercase();
+    let wanted = fold(unknown);
+    node.get("properties")?
+        .as_object()?
+        .keys()
+        .map(|known| (strsim::levenshtein(&wanted, &fold(known)), known))
+        .filter(|(distance, known)| *distance <= 2.min(known.len() / 3).max(1))
+        .min()
+        .map(|(_, known)| known.clone())
 }
 
 fn options() -> Options {

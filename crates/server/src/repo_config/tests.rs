@@ -241,12 +241,44 @@ fn unknown_keys_are_reported_with_their_lines_and_the_rest_is_used() {
                 Severity::Warning,
                 2,
                 "review.skip_draft",
-                "unknown key, ignored"
+                "unknown key, ignored; did you mean `skip_drafts`?"
             ),
-            diagnostic(Severity::Warning, 4, "reveiw", "unknown key, ignored"),
+            diagnostic(
+                Severity::Warning,
+                4,
+                "reveiw",
+                "unknown key, ignored; did you mean `review`?"
+            ),
         ]
     );
     assert_eq!(render_comment(&parsed, "main"), None);
+}
+
+#[test]
+fn typos_get_a_suggestion_at_their_level() {
+    let parsed = parse(
+        "settings:\n  maxturn: 3\nmcp_servers:\n  x:\n    comand: a\n    command: a\nwrite:\n  allow_path: []\n  enabeld: true\n",
+    );
+    let messages: Vec<(Option<String>, String)> = parsed
+        .diagnostics
+        .iter()
+        .map(|d| (d.key.clone(), d.message.clone()))
+        .collect();
+    let hint = |key: &str, known: &str| {
+        (
+            Some(key.to_owned()),
+            format!("unknown key, ignored; did you mean `{known}`?"),
+        )
+    };
+    assert_eq!(
+        messages,
+        [
+            hint("settings.maxturn", "max_turns"),
+            hint("mcp_servers.x.comand", "command"),
+            hint("write.allow_path", "allow_paths"),
+            hint("write.enabeld", "enabled"),
+        ]
+    );
 }
 
 #[test]

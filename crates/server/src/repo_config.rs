@@ -178,8 +178,9 @@ pub struct RunSettings {
     pub allowed_tools: Vec<String>,
 }
 
-/// An MCP server of the repository.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// An MCP server of the repository. `Debug` shows the names of its environment variables and
+/// headers, not their values: those are where tokens go.
+#[derive(Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum McpServer {
     /// A child process that speaks MCP on stdin and stdout.
@@ -194,6 +195,24 @@ pub enum McpServer {
         url: String,
         headers: BTreeMap<String, String>,
     },
+}
+
+impl fmt::Debug for McpServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            McpServer::Stdio { command, args, env } => f
+                .debug_struct("Stdio")
+                .field("command", command)
+                .field("args", args)
+                .field("env", &env.keys().collect::<Vec<_>>())
+                .finish(),
+            McpServer::Http { url, headers } => f
+                .debug_struct("Http")
+                .field("url", url)
+                .field("headers", &headers.keys().collect::<Vec<_>>())
+                .finish(),
+        }
+    }
 }
 
 impl Default for RepoConfig {
@@ -464,6 +483,7 @@ pub fn json_schema() -> &'static serde_json::Value {
     SCHEMA.get_or_init(|| {
         let mut schema = serde_json::to_value(schemars::schema_for!(RawConfig))
             .unwrap_or(serde_json::Value::Null);
+        drop_null_defaults(&mut schema);
         if let Some(object) = schema.as_object_mut() {
             object.insert(
                 "$id".to_owned(),
@@ -472,6 +492,24 @@ pub fn json_schema() -> &'static serde_json::Value {
         }
         schema
     })
+}
+
+/// `"default": null` is what schemars says of a key without a default of its own (every key
+/// is optional); the real defaults are written on the keys.
+fn drop_null_defaults(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(object) => {
+            if object
+                .get("default")
+                .is_some_and(serde_json::Value::is_null)
+            {
+                object.remove("default");
+            }
+            object.values_mut().for_each(drop_null_defaults);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(drop_null_defaults),
+        _ => {}
+    }
 }
 
 /// The hidden marker of the comment that reports a bad `.kodiai.yml`, so that a later run

@@ -216,7 +216,7 @@ pub struct RawWrite {
 /// A whole number, read so that a wrong value is named (`found "many"`) rather than reported
 /// as the parser's "invalid i64".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
-#[schemars(transparent)]
+#[schemars(transparent, inline)]
 pub struct Int(pub i64);
 
 impl<'de> Deserialize<'de> for Int {
@@ -268,7 +268,7 @@ impl Visitor<'_> for IntVisitor {
 
 /// `true` or `false`, read so that a wrong value is named.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
-#[schemars(transparent)]
+#[schemars(transparent, inline)]
 pub struct Flag(pub bool);
 
 impl<'de> Deserialize<'de> for Flag {

@@ -152,6 +152,19 @@ write:
 }
 
 #[test]
+fn mcp_env_and_header_values_stay_out_of_debug_output() {
+    let config = clean(
+        "mcp_servers:\n  a: {command: x, env: {TOKEN: s3cr3t-env}}\n  b: {url: \"https://h\", headers: {Authorization: Bearer s3cr3t-header}}\n",
+    );
+    let shown = format!("{config:?}");
+    assert!(
+        shown.contains("TOKEN") && shown.contains("Authorization"),
+        "{shown}"
+    );
+    assert!(!shown.contains("s3cr3t"), "{shown}");
+}
+
+#[test]
 fn the_typescript_kodiai_keys_are_aliases() {
     let text = r#"
 maxTurns: 12
@@ -592,7 +605,22 @@ fn the_schema_describes_every_section_and_alias() {
     ] {
         assert!(properties.contains_key(key), "{key}");
     }
+    // Ranges and defaults are on the keys; no key claims a default of null.
+    let max_turns = &schema["$defs"]["RawSettings"]["properties"]["max_turns"];
+    assert_eq!(
+        (
+            &max_turns["minimum"],
+            &max_turns["maximum"],
+            &max_turns["default"]
+        ),
+        (
+            &serde_json::json!(1),
+            &serde_json::json!(200),
+            &serde_json::json!(25)
+        )
+    );
     let text = schema.to_string();
+    assert!(!text.contains("\"default\":null"));
     for needle in [
         "approve_when_clean",
         "onSynchronize",

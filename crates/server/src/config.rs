@@ -788,7 +788,7 @@ fn parse_origins(text: &str) -> Option<Vec<String>> {
     Some(origins)
 }
 
-fn parse_model(text: &str) -> Option<String> {
+pub(crate) fn parse_model(text: &str) -> Option<String> {
     let (provider, model) = text.split_once('/')?;
     let provider_ok = !provider.is_empty()
         && provider

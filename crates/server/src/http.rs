@@ -91,6 +91,7 @@ pub fn router(state: AppState, extra: Router<AppState>) -> Router {
         .routes(routes!(health))
         .routes(routes!(ready))
         .routes(routes!(metrics))
+        .routes(routes!(repo_config_schema))
         .merge(jobs::routes())
         .split_for_parts();
 
@@ -205,6 +206,18 @@ async fn job_gauges(store: &Store) -> String {
         ));
     }
     text
+}
+
+/// `GET /schema/kodiai.json`: the JSON Schema of `.kodiai.yml`, for editors and CI checks.
+#[utoipa::path(get, path = "/schema/kodiai.json", tag = "operations",
+    responses((status = 200, description = "JSON Schema (draft 2020-12) of .kodiai.yml",
+        content_type = "application/schema+json", body = Object)))]
+async fn repo_config_schema() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/schema+json")],
+        axum::Json(crate::repo_config::json_schema()),
+    )
+        .into_response()
 }
 
 async fn not_found() -> StatusCode {

@@ -2,10 +2,12 @@
 //! benchmarks. `main.rs` is the command line on top of this library; `kodiai-test-support`
 //! starts the same server in tests.
 
+pub mod app_manifest;
 pub mod bench;
 pub mod config;
 pub mod http;
 pub mod jobs;
+pub mod repo_config;
 pub mod server;
 pub mod telemetry;
 

@@ -9,7 +9,7 @@
     reason = "the command line's own output and error lines"
 )]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -47,6 +47,32 @@ enum Command {
     /// Measure kodiai on this machine and print a table.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Set up the GitHub App.
+    #[command(subcommand)]
+    App(AppCommand),
+}
+
+#[derive(Subcommand)]
+enum AppCommand {
+    /// Print the GitHub App manifest for a server at URL (JSON), or with --html a page whose
+    /// button creates the App on GitHub.
+    Manifest {
+        /// The server's public https URL; webhooks go to URL/webhooks/github.
+        #[arg(long)]
+        url: String,
+        /// The App's name on GitHub.
+        #[arg(long, default_value = "kodiai")]
+        name: String,
+        /// Print the HTML page with the create button instead of the JSON.
+        #[arg(long)]
+        html: bool,
+        /// Create the App in this organization (with --html; default: your personal account).
+        #[arg(long, requires = "html")]
+        org: Option<String>,
+        /// GitHub's web address (GitHub Enterprise Server: its own).
+        #[arg(long, default_value = "https://github.com", requires = "html")]
+        github_url: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -54,7 +80,11 @@ enum ConfigCommand {
     /// Print the effective configuration as TOML, secrets masked.
     Print,
     /// Check the configuration; exit 0 when it is usable, 2 with the first problem otherwise.
-    Check,
+    /// With FILE: check that `.kodiai.yml` instead and print what the bot would say about it.
+    Check {
+        /// A repository's `.kodiai.yml`.
+        file: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -95,6 +125,22 @@ enum BenchBackend {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // These read no server configuration: they work on a laptop without one.
+    match &cli.command {
+        Some(Command::Config(ConfigCommand::Check { file: Some(file) })) => {
+            return check_repo_config(file);
+        }
+        Some(Command::App(command)) => {
+            return match app(command) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("kodiai: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
+        _ => {}
+    }
     let env: Env = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .collect();
@@ -158,7 +204,15 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             print!("{}", config.to_masked_toml()?);
             Ok(())
         }
-        Command::Config(ConfigCommand::Check) => {
+        // Both also run in `main` before the configuration is read; here for completeness.
+        Command::App(command) => Ok(app(&command)?),
+        Command::Config(ConfigCommand::Check { file: Some(file) }) => {
+            match check_repo_config(&file) {
+                code if code == ExitCode::SUCCESS => Ok(()),
+                _ => anyhow::bail!("{}: invalid", file.display()),
+            }
+        }
+        Command::Config(ConfigCommand::Check { file: None }) => {
             println!("configuration is valid");
             Ok(())
         }
@@ -186,6 +240,58 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `kodiai config check FILE`: the messages the bot would post, 0 when the file is used, 2
+/// when it is not (or cannot be read).
+fn check_repo_config(file: &Path) -> ExitCode {
+    use kodiai::repo_config;
+    use std::io::Read;
+
+    let mut text = Vec::new();
+    // One byte more than the limit is enough to know that the file is too large.
+    let limit = repo_config::MAX_FILE_BYTES as u64 + 1;
+    let read = std::fs::File::open(file).and_then(|f| f.take(limit).read_to_end(&mut text));
+    if let Err(e) = read {
+        eprintln!("kodiai: {}: cannot read: {e}", file.display());
+        return ExitCode::from(2);
+    }
+    let parsed = match String::from_utf8(text) {
+        Ok(text) => repo_config::parse(&text),
+        Err(_) => {
+            eprintln!("kodiai: {}: not UTF-8 text", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    print!(
+        "{}",
+        repo_config::render_check(&file.display().to_string(), &parsed)
+    );
+    if parsed.is_invalid() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// `kodiai app manifest`; a bad argument is one line (exit 2).
+fn app(command: &AppCommand) -> Result<(), kodiai::app_manifest::ManifestError> {
+    let AppCommand::Manifest {
+        url,
+        name,
+        html,
+        org,
+        github_url,
+    } = command;
+    let result = kodiai::app_manifest::manifest(url, name).and_then(|manifest| {
+        if *html {
+            kodiai::app_manifest::html_form(&manifest, org.as_deref(), github_url)
+        } else {
+            Ok(format!("{manifest:#}\n"))
+        }
+    });
+    print!("{}", result?);
+    Ok(())
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

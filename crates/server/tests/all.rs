@@ -10,6 +10,7 @@ mod suite {
     mod jobs_api;
     mod multiprocess;
     mod operations;
+    mod repo_config;
     mod shutdown;
     mod workers;
 }

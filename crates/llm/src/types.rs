@@ -169,6 +169,20 @@ pub enum StopReason {
     Other(String),
 }
 
+impl StopReason {
+    /// The snake_case name (`end_turn`, `tool_use`, …), or the provider's own for `Other`.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::EndTurn => "end_turn",
+            Self::ToolUse => "tool_use",
+            Self::MaxTokens => "max_tokens",
+            Self::StopSequence => "stop_sequence",
+            Self::Refusal => "refusal",
+            Self::Other(reason) => reason,
+        }
+    }
+}
+
 /// One event of a streamed answer. A stream that ends without [`StreamEvent::Finished`] ended
 /// with an error (the stream's last item is then an `Err`).
 #[derive(Debug, Clone, PartialEq)]

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod config;
 pub mod http;
 pub mod jobs;
+pub mod llm;
 pub mod server;
 pub mod telemetry;
 

@@ -12,6 +12,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use kodiai::config::{Config, Env};
 use kodiai::jobs::WorkerSettings;
@@ -47,6 +48,19 @@ enum Command {
     /// Measure kodiai on this machine and print a table.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Talk to the configured model provider.
+    #[command(subcommand)]
+    Llm(LlmCommand),
+}
+
+#[derive(Subcommand)]
+enum LlmCommand {
+    /// Send one short request; print the model, latency and tokens, or the error in one line.
+    Ping {
+        /// The model to ask, provider/model (default: the configured model).
+        #[arg(long)]
+        model: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -160,6 +174,13 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::Config(ConfigCommand::Check) => {
             println!("configuration is valid");
+            Ok(())
+        }
+        Command::Llm(LlmCommand::Ping { model }) => {
+            let report = kodiai::llm::ping(&config.llm, model.as_deref())
+                .await
+                .context("llm ping failed")?;
+            println!("{report}");
             Ok(())
         }
         Command::Bench(BenchCommand::Startup { runs }) => {

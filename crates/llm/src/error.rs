@@ -78,15 +78,10 @@ impl Error {
         )
     }
 
-    /// Worth trying the next model of the fallback chain once retries are used up.
+    /// Worth trying the next model of the fallback chain once retries are used up (the same
+    /// errors: another provider may be up while this one is not).
     pub fn falls_back(&self) -> bool {
-        matches!(
-            self,
-            Self::RateLimited { .. }
-                | Self::Overloaded { .. }
-                | Self::Server { .. }
-                | Self::Timeout { .. }
-        )
+        self.is_retryable()
     }
 
     /// The wait the provider asked for (`retry-after`, Gemini's `RetryInfo`).

@@ -17,6 +17,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{OriginalUri, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use serde_json::{Value, json};
 
 /// Which API a fake speaks.
@@ -102,6 +103,10 @@ pub struct Reply {
     events_only: Option<usize>,
     /// Before the response's headers.
     delay: Option<Duration>,
+    /// After this many events, the API's in-stream error event, then the end of the body.
+    error_event: Option<(usize, FakeError)>,
+    /// After this many bytes of the body, the server stays silent this long.
+    stall: Option<(usize, Duration)>,
 }
 
 impl Reply {
@@ -123,6 +128,8 @@ impl Reply {
             cut_after: None,
             events_only: None,
             delay: None,
+            error_event: None,
+            stall: None,
         }
     }
 
@@ -195,6 +202,19 @@ impl Reply {
     /// Only the first `events` events are sent, then the body ends as if complete.
     pub fn end_after_events(mut self, events: usize) -> Self {
         self.events_only = Some(events);
+        self
+    }
+
+    /// After `events` events, the API's error event for `error` (Anthropic `event: error`,
+    /// an `{"error": …}` chunk for OpenAI-compatible servers and Gemini), then the body ends.
+    pub fn error_event_after(mut self, events: usize, error: FakeError) -> Self {
+        self.error_event = Some((events, error));
+        self
+    }
+
+    /// After `bytes` bytes of the body, nothing for `silence`, then the rest.
+    pub fn stall_after(mut self, bytes: usize, silence: Duration) -> Self {
+        self.stall = Some((bytes, silence));
         self
     }
 
@@ -804,10 +824,43 @@ fn gemini_events(reply: &Reply) -> Vec<String> {
     out
 }
 
+/// The API's error event in a stream.
+fn error_event(api: Api, error: &FakeError) -> String {
+    let (code, status, message) = match error {
+        FakeError::RateLimited { .. } => ("rate_limit_error", "RESOURCE_EXHAUSTED", "Rate limited"),
+        FakeError::Overloaded => ("overloaded_error", "UNAVAILABLE", "Overloaded"),
+        FakeError::ContextWindowExceeded => (
+            "invalid_request_error",
+            "INVALID_ARGUMENT",
+            "prompt is too long",
+        ),
+        FakeError::Unauthorized => ("authentication_error", "UNAUTHENTICATED", "bad key"),
+        FakeError::Status(_, _) => ("api_error", "INTERNAL", "Internal server error"),
+    };
+    match api {
+        Api::Anthropic => sse(
+            Some("error"),
+            &json!({"type": "error", "error": {"type": code, "message": message}}),
+        ),
+        Api::OpenAi => sse(
+            None,
+            &json!({"error": {"message": message, "type": code, "code": null}}),
+        ),
+        Api::Gemini => format!(
+            "data: {}\r\n\r\n",
+            json!({"error": {"code": 503, "message": message, "status": status}})
+        ),
+    }
+}
+
 fn stream(api: Api, reply: &Reply) -> Response {
     let mut events = events(api, reply);
     if let Some(n) = reply.events_only {
         events.truncate(n);
+    }
+    if let Some((n, error)) = &reply.error_event {
+        events.truncate(*n);
+        events.push(error_event(api, error));
     }
     let bytes: Vec<u8> = events.concat().into_bytes();
     let (bytes, broken) = match reply.cut_after {
@@ -825,7 +878,23 @@ fn stream(api: Api, reply: &Reply) -> Response {
             "the fake broke the stream",
         )));
     }
-    let body = Body::from_stream(tokio_stream::iter(items));
+    let stall = reply.stall;
+    let mut sent = 0;
+    let body = Body::from_stream(futures::stream::iter(items).then(move |item| {
+        let before = sent;
+        if let Ok(bytes) = &item {
+            sent += bytes.len();
+        }
+        async move {
+            if let Some((at, silence)) = stall
+                && before <= at
+                && at < sent
+            {
+                tokio::time::sleep(silence).await;
+            }
+            item
+        }
+    }));
     Response::builder()
         .status(200)
         .header("content-type", "text/event-stream")

@@ -297,3 +297,76 @@ per_api!(thinking_is_streamed_and_kept_as_a_block, |api| {
     assert_eq!(thinking, ["six times seven"]);
     assert_eq!(response.message.text(), "42");
 });
+
+per_api!(paused an_error_event_before_any_content_is_retried, |api| {
+    let fake = FakeLlm::start(api).await;
+    fake.push(Reply::text("never").error_event_after(0, FakeError::Overloaded));
+    fake.push(Reply::text("second try"));
+    let recorder = Arc::new(MemoryRecorder::default());
+    let response = llm(&[(&fake, "m")], recorder.clone())
+        .complete(&request("hi"))
+        .await
+        .unwrap();
+    assert_eq!(response.message.text(), "second try");
+    assert_eq!(fake.requests().len(), 2);
+    assert!(recorder.calls()[0].error.as_ref().unwrap().1.contains("Overloaded"));
+});
+
+per_api!(
+    an_error_event_after_content_ends_the_stream_with_that_error,
+    |api| {
+        let fake = FakeLlm::start(api).await;
+        fake.push(
+            Reply::text("one two three four five six").error_event_after(5, FakeError::Overloaded),
+        );
+        let recorder = Arc::new(MemoryRecorder::default());
+        let llm = llm(&[(&fake, "m")], recorder.clone());
+        let items = collect(&llm, &request("count")).await.unwrap();
+        let (last, before) = items.split_last().unwrap();
+        assert!(
+            before
+                .iter()
+                .any(|e| matches!(e, Ok(StreamEvent::TextDelta(_))))
+        );
+        let error = last.as_ref().unwrap_err();
+        assert!(error.is_retryable(), "{error}");
+        // Not retried behind the caller's back: it has shown the text already.
+        assert_eq!(fake.requests().len(), 1);
+        assert_eq!(recorder.calls()[0].outcome, CallOutcome::Error);
+    }
+);
+
+per_api!(paused a_stream_that_goes_silent_times_out, |api| {
+    let fake = FakeLlm::start(api).await;
+    let text = "one two three four five six seven eight nine ten eleven twelve";
+    // 45 s of silence in the middle; the idle timeout of these tests is 30 s.
+    fake.push(Reply::text(text).chunked(20).stall_after(1000, Duration::from_secs(45)));
+    let items = collect(provider(&fake).as_ref(), &request("count"))
+        .await
+        .unwrap();
+    let (last, before) = items.split_last().unwrap();
+    assert!(before.iter().any(|e| matches!(e, Ok(StreamEvent::TextDelta(_)))));
+    assert!(
+        matches!(last, Err(Error::Timeout { .. })),
+        "{last:?}"
+    );
+});
+
+per_api!(a_dropped_stream_is_recorded_as_cancelled, |api| {
+    let fake = FakeLlm::start(api).await;
+    fake.push(Reply::text("one two three four five"));
+    let recorder = Arc::new(MemoryRecorder::default());
+    let llm = llm(&[(&fake, "m")], recorder.clone());
+    let req = request("hi");
+    let mut stream = llm.stream(&req).await.unwrap();
+    let first = futures::StreamExt::next(&mut stream)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(first, StreamEvent::TextDelta(_)));
+    drop(stream);
+    let calls = recorder.calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].outcome, CallOutcome::Cancelled);
+    assert!(calls[0].time_to_first_token.is_some());
+});

@@ -83,27 +83,38 @@ pub fn request_body(request: &ChatRequest) -> Value {
         .messages
         .iter()
         .filter_map(|message| {
+            // A thought signature goes back on the part that followed it (see the decoder).
+            let mut signature: Option<&String> = None;
             let parts: Vec<Value> = message
                 .content
                 .iter()
-                .filter_map(|block| match block {
-                    ContentBlock::Text { text } => Some(json!({"text": text})),
-                    // Thought summaries are not sent back.
-                    ContentBlock::Thinking { .. } => None,
-                    ContentBlock::ToolUse(call) => Some(json!({
-                        "functionCall": {"id": call.id, "name": call.name, "args": call.arguments},
-                    })),
-                    ContentBlock::ToolResult {
-                        tool_use_id,
-                        content,
-                        is_error,
-                    } => Some(json!({
-                        "functionResponse": {
-                            "id": tool_use_id,
-                            "name": names.get(tool_use_id).cloned().unwrap_or_default(),
-                            "response": if *is_error { json!({"error": content}) } else { json!({"output": content}) },
-                        },
-                    })),
+                .filter_map(|block| {
+                    let mut part = match block {
+                        ContentBlock::Text { text } => json!({"text": text}),
+                        // Thought summaries are not sent back; their signatures are.
+                        ContentBlock::Thinking { signature: s, .. } => {
+                            signature = s.as_ref();
+                            return None;
+                        }
+                        ContentBlock::ToolUse(call) => json!({
+                            "functionCall": {"id": call.id, "name": call.name, "args": call.arguments},
+                        }),
+                        ContentBlock::ToolResult {
+                            tool_use_id,
+                            content,
+                            is_error,
+                        } => json!({
+                            "functionResponse": {
+                                "id": tool_use_id,
+                                "name": names.get(tool_use_id).cloned().unwrap_or_default(),
+                                "response": if *is_error { json!({"error": content}) } else { json!({"output": content}) },
+                            },
+                        }),
+                    };
+                    if let Some(s) = signature.take() {
+                        part["thoughtSignature"] = json!(s);
+                    }
+                    Some(part)
                 })
                 .collect();
             (!parts.is_empty()).then(|| {
@@ -230,6 +241,15 @@ impl Decoder for GeminiDecoder {
                 .into_iter()
                 .flatten()
             {
+                // Gemini signs its reasoning on the part after it (a function call, usually);
+                // the signature must come back on that part, so it travels as a thinking
+                // block just before it.
+                if let Some(signature) = part.get("thoughtSignature").and_then(Value::as_str) {
+                    out.push(StreamEvent::Thinking {
+                        thinking: std::mem::take(&mut self.thinking),
+                        signature: Some(signature.to_owned()),
+                    });
+                }
                 if let Some(call) = part.get("functionCall") {
                     self.calls += 1;
                     self.saw_call = true;

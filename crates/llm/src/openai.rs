@@ -351,14 +351,34 @@ impl Decoder for OpenAiDecoder {
                     .into_iter()
                     .flatten()
                 {
-                    let index = call.get("index").and_then(Value::as_u64).unwrap_or(0);
+                    // Servers that leave `index` out send each call whole: a new id is a new call.
+                    let index = match call.get("index").and_then(Value::as_u64) {
+                        Some(index) => index,
+                        None => {
+                            let id = call.get("id").and_then(Value::as_str).unwrap_or_default();
+                            let last = self.calls.iter().next_back();
+                            match last {
+                                Some((index, partial)) if id.is_empty() || partial.id == id => {
+                                    *index
+                                }
+                                Some((index, _)) => index + 1,
+                                None => 0,
+                            }
+                        }
+                    };
                     let partial = self.calls.entry(index).or_default();
-                    if let Some(id) = call.get("id").and_then(Value::as_str) {
-                        partial.id.push_str(id);
+                    // The id and name come whole, in the call's first delta (some servers
+                    // repeat them in every delta); only the arguments are streamed in pieces.
+                    if let Some(id) = call.get("id").and_then(Value::as_str)
+                        && partial.id.is_empty()
+                    {
+                        partial.id = id.to_owned();
                     }
                     if let Some(function) = call.get("function") {
-                        if let Some(name) = function.get("name").and_then(Value::as_str) {
-                            partial.name.push_str(name);
+                        if let Some(name) = function.get("name").and_then(Value::as_str)
+                            && partial.name.is_empty()
+                        {
+                            partial.name = name.to_owned();
                         }
                         if let Some(args) = function.get("arguments").and_then(Value::as_str) {
                             partial.arguments.push_str(args);

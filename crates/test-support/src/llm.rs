@@ -816,7 +816,17 @@ fn gemini_events(reply: &Reply) -> Vec<String> {
         let calls: Vec<Value> = reply
             .tool_calls
             .iter()
-            .map(|c| json!({"functionCall": {"id": c.id, "name": c.name, "args": c.arguments}}))
+            .enumerate()
+            .map(|(i, c)| {
+                let mut part =
+                    json!({"functionCall": {"id": c.id, "name": c.name, "args": c.arguments}});
+                // As Gemini does with thinking on: the first call of a turn carries the
+                // signature of the reasoning before it.
+                if i == 0 {
+                    part["thoughtSignature"] = json!(format!("sig-{}", c.id));
+                }
+                part
+            })
             .collect();
         out.push(chunk(Value::Array(calls), None, false));
     }

@@ -370,3 +370,35 @@ per_api!(a_dropped_stream_is_recorded_as_cancelled, |api| {
     assert_eq!(calls[0].outcome, CallOutcome::Cancelled);
     assert!(calls[0].time_to_first_token.is_some());
 });
+
+#[tokio::test]
+async fn gemini_thought_signatures_go_back_on_their_function_call() {
+    let fake = FakeLlm::start(kodiai_test_support::llm::Api::Gemini).await;
+    fake.push(Reply::tool_calls(&[
+        ("call_1", "read_file", json!({"path": "a.rs"})),
+        ("call_2", "read_file", json!({"path": "b.rs"})),
+    ]));
+    fake.push(Reply::text("ok"));
+    let p = provider(&fake);
+    let mut req = request("read both");
+    let first = p.complete(&req).await.unwrap();
+    assert!(matches!(
+        &first.message.content[0],
+        ContentBlock::Thinking { signature: Some(s), .. } if s == "sig-call_1"
+    ));
+    let ids: Vec<String> = first.message.tool_calls().map(|c| c.id.clone()).collect();
+    req.messages.push(first.message);
+    req.messages.push(Message {
+        role: Role::User,
+        content: ids
+            .iter()
+            .map(|id| ContentBlock::tool_result(id.clone(), "x"))
+            .collect(),
+    });
+    p.complete(&req).await.unwrap();
+    let sent = &fake.requests()[1].body["contents"][1]["parts"];
+    assert_eq!(sent[0]["thoughtSignature"], "sig-call_1");
+    assert_eq!(sent[0]["functionCall"]["id"], "call_1");
+    assert!(sent[1].get("thoughtSignature").is_none());
+    fake.assert_invariants();
+}

@@ -416,3 +416,75 @@ impl Decoder for OpenAiDecoder {
         self.done
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(chunks: &[Value]) -> Vec<StreamEvent> {
+        let mut decoder = OpenAiDecoder {
+            name: "test".into(),
+            ..OpenAiDecoder::default()
+        };
+        let mut out = Vec::new();
+        for chunk in chunks {
+            decoder.event("", &chunk.to_string(), &mut out).unwrap();
+        }
+        decoder.event("", "[DONE]", &mut out).unwrap();
+        out
+    }
+
+    fn calls(events: &[StreamEvent]) -> Vec<(String, String, Value)> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                StreamEvent::ToolCall(c) => {
+                    Some((c.id.clone(), c.name.clone(), c.arguments.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn whole_tool_calls_without_an_index_stay_apart() {
+        let events = decode(&[
+            json!({"choices": [{"delta": {"tool_calls": [
+                {"id": "a", "type": "function", "function": {"name": "f", "arguments": "{\"x\":1}"}},
+            ]}}]}),
+            json!({"choices": [{"delta": {"tool_calls": [
+                {"id": "b", "type": "function", "function": {"name": "g", "arguments": "{}"}},
+            ]}, "finish_reason": "tool_calls"}]}),
+        ]);
+        assert_eq!(
+            calls(&events),
+            [
+                ("a".into(), "f".into(), json!({"x": 1})),
+                ("b".into(), "g".into(), json!({}))
+            ]
+        );
+    }
+
+    #[test]
+    fn ids_and_names_repeated_in_every_delta_are_taken_once() {
+        let delta = |args: &str| {
+            json!({"choices": [{"delta": {"tool_calls": [
+                {"index": 0, "id": "c1", "function": {"name": "read_file", "arguments": args}},
+            ]}}]})
+        };
+        let mut chunks = vec![delta("{\"pa"), delta("th\":"), delta("\"x\"}")];
+        chunks.push(json!({"choices": [{"delta": {}, "finish_reason": "tool_calls"}]}));
+        let events = decode(&chunks);
+        assert_eq!(
+            calls(&events),
+            [("c1".into(), "read_file".into(), json!({"path": "x"}))]
+        );
+        assert!(matches!(
+            events.last(),
+            Some(StreamEvent::Finished {
+                stop_reason: StopReason::ToolUse,
+                ..
+            })
+        ));
+    }
+}

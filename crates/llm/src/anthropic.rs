@@ -18,8 +18,11 @@ use crate::types::{ChatRequest, ContentBlock, Role, StopReason, StreamEvent, Usa
 const NAME: &str = "anthropic";
 /// The API version this client is written against.
 pub const API_VERSION: &str = "2023-06-01";
-/// The beta that lets a Claude Code OAuth token call the API.
-const OAUTH_BETA: &str = "oauth-2025-04-20";
+/// The betas that let a Claude Code OAuth token call the API.
+const OAUTH_BETA: &str = "claude-code-20250219,oauth-2025-04-20";
+/// The API refuses OAuth-token requests to most models unless the system prompt's first entry
+/// is exactly this (anthropics/claude-code#40515); the token is Claude Code's credential.
+pub const OAUTH_SYSTEM_IDENTITY: &str = "You are Claude Code, Anthropic's official CLI for Claude.";
 
 /// How the client proves who it is.
 #[derive(Debug, Clone)]
@@ -55,7 +58,14 @@ impl Anthropic {
     }
 
     async fn open(&self, request: &ChatRequest) -> Result<EventStream> {
-        let body = request_body(request);
+        let mut body = request_body(request);
+        if matches!(self.auth, AnthropicAuth::OAuth(_)) {
+            let identity = json!({"type": "text", "text": OAUTH_SYSTEM_IDENTITY});
+            match body.get_mut("system").and_then(Value::as_array_mut) {
+                Some(system) => system.insert(0, identity),
+                None => body["system"] = json!([identity]),
+            }
+        }
         let mut http = self
             .transport
             .client

@@ -131,8 +131,21 @@ async fn anthropic_with_an_oauth_token_sends_it_as_a_bearer_with_the_oauth_beta(
         request.header("authorization"),
         Some("Bearer oauth-token-not-real")
     );
-    assert_eq!(request.header("anthropic-beta"), Some("oauth-2025-04-20"));
+    assert_eq!(
+        request.header("anthropic-beta"),
+        Some("claude-code-20250219,oauth-2025-04-20")
+    );
     assert_eq!(request.header("x-api-key"), None);
+    // Claude Code's identity first, then kodiai's own system prompt, still cached.
+    assert_eq!(
+        request.body["system"][0],
+        json!({"type": "text", "text": kodiai_llm::anthropic::OAUTH_SYSTEM_IDENTITY})
+    );
+    assert_eq!(request.body["system"][1]["text"], "You are a test.");
+    assert_eq!(
+        request.body["system"][1]["cache_control"]["type"],
+        "ephemeral"
+    );
 }
 
 #[tokio::test]

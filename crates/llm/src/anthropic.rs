@@ -164,6 +164,11 @@ pub fn request_body(request: &ChatRequest) -> Value {
     match request.settings.thinking_budget {
         Some(budget) => {
             body["thinking"] = json!({"type": "enabled", "budget_tokens": budget});
+            // The API wants max_tokens above the thinking budget: the budget comes on top of
+            // the answer's own limit. Temperature cannot be set with thinking on.
+            if budget >= request.settings.max_tokens {
+                body["max_tokens"] = json!(budget.saturating_add(request.settings.max_tokens));
+            }
         }
         None => {
             if let Some(t) = request.settings.temperature {
@@ -417,5 +422,34 @@ fn stop_reason(reason: &str) -> StopReason {
         "stop_sequence" => StopReason::StopSequence,
         "refusal" => StopReason::Refusal,
         other => StopReason::Other(other.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{Message, ModelSettings};
+
+    #[test]
+    fn thinking_gets_room_above_its_budget_and_no_temperature() {
+        let request = ChatRequest {
+            system: String::new(),
+            messages: vec![Message::user("think")],
+            tools: Vec::new(),
+            settings: ModelSettings {
+                max_tokens: 4096,
+                temperature: Some(0.5),
+                thinking_budget: Some(8000),
+                ..ModelSettings::new("m")
+            },
+        };
+        let body = request_body(&request);
+        assert_eq!(
+            body["thinking"],
+            json!({"type": "enabled", "budget_tokens": 8000})
+        );
+        assert_eq!(body["max_tokens"], 12096);
+        assert!(body.get("temperature").is_none());
+        assert!(body.get("system").is_none());
     }
 }

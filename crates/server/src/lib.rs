@@ -7,6 +7,7 @@ pub mod bench;
 pub mod config;
 pub mod http;
 pub mod jobs;
+pub mod llm;
 pub mod repo_config;
 pub mod server;
 pub mod telemetry;

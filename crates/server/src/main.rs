@@ -12,6 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use kodiai::config::{Config, Env};
 use kodiai::jobs::WorkerSettings;
@@ -50,6 +51,9 @@ enum Command {
     /// Set up the GitHub App.
     #[command(subcommand)]
     App(AppCommand),
+    /// Talk to the configured model provider.
+    #[command(subcommand)]
+    Llm(LlmCommand),
 }
 
 #[derive(Subcommand)]
@@ -72,6 +76,16 @@ enum AppCommand {
         /// GitHub's web address (GitHub Enterprise Server: its own).
         #[arg(long, default_value = "https://github.com", requires = "html")]
         github_url: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum LlmCommand {
+    /// Send one short request; print the model, latency and tokens, or the error in one line.
+    Ping {
+        /// The model to ask, provider/model (default: the configured model).
+        #[arg(long)]
+        model: Option<String>,
     },
 }
 
@@ -214,6 +228,13 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::Config(ConfigCommand::Check { file: None }) => {
             println!("configuration is valid");
+            Ok(())
+        }
+        Command::Llm(LlmCommand::Ping { model }) => {
+            let report = kodiai::llm::ping(&config.llm, model.as_deref())
+                .await
+                .context("llm ping failed")?;
+            println!("{report}");
             Ok(())
         }
         Command::Bench(BenchCommand::Startup { runs }) => {

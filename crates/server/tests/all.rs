@@ -8,6 +8,7 @@ mod suite {
     mod cli;
     mod errors;
     mod jobs_api;
+    mod llm;
     mod multiprocess;
     mod operations;
     mod repo_config;

@@ -17,6 +17,7 @@ use sqlx::sqlite::{
 };
 
 pub mod jobs;
+pub mod llm_calls;
 pub mod signals;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -25,6 +26,7 @@ pub use jobs::{
     ClaimRequest, Enqueued, Finish, JobFilter, KeyLimits, Lease, NewJob, RateLimit, Reaped,
     Transition, Tx,
 };
+pub use llm_calls::{LlmCall, ModelUsage, NewLlmCall};
 pub use signals::{Signal, Subscription};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");

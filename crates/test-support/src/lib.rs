@@ -10,6 +10,8 @@
     reason = "test harness: a failure here is a test failure"
 )]
 
+pub mod llm;
+
 use std::net::SocketAddr;
 
 use axum::Router;
@@ -230,4 +232,16 @@ macro_rules! app_test {
             }
         }
     };
+}
+
+/// How many migrations the store has (the files of `crates/store/migrations/sqlite`), for tests
+/// that check what `migrate` and `/ready` report.
+pub fn migration_count() -> u32 {
+    let folder =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../store/migrations/sqlite");
+    let files = std::fs::read_dir(folder)
+        .unwrap()
+        .filter(|entry| entry.as_ref().unwrap().path().extension() == Some("sql".as_ref()))
+        .count();
+    u32::try_from(files).unwrap()
 }

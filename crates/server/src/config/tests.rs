@@ -258,3 +258,62 @@ fn job_settings_come_from_the_file_and_bad_ones_name_the_key() {
         "kodiai.toml: unknown key `jobs.timeouts.review`"
     );
 }
+
+#[test]
+fn llm_fallbacks_retries_timeouts_and_prices() {
+    let config = Config::from_sources(
+        file(concat!(
+            "[llm]\nfallback_models = [\"openai/gpt-4.1\", \"ollama/qwen2.5-coder\"]\n",
+            "max_retries = 5\nidle_timeout_secs = 30\n",
+            "[llm.prices.\"openrouter/anthropic/claude-sonnet-4.5\"]\ninput = 3\noutput = 15.5\n",
+        )),
+        &env(&[("KODIAI_LLM_FIRST_BYTE_TIMEOUT_SECS", "45")]),
+    )
+    .unwrap();
+    assert_eq!(
+        config.llm.fallback_models,
+        ["openai/gpt-4.1", "ollama/qwen2.5-coder"]
+    );
+    assert_eq!(config.llm.max_retries, 5);
+    assert_eq!(config.llm.idle_timeout_secs, 30);
+    assert_eq!(config.llm.first_byte_timeout_secs, 45);
+    assert_eq!(config.llm.connect_timeout_secs, 10);
+    let price = config.llm.prices["openrouter/anthropic/claude-sonnet-4.5"];
+    assert_eq!(
+        (price.input, price.output, price.cache_read),
+        (3.0, 15.5, 3.0)
+    );
+    // Printed prices read back.
+    let printed = config.to_masked_toml().unwrap();
+    let again = Config::from_sources(file(&printed), &Env::new()).unwrap();
+    assert_eq!(again.llm.prices, config.llm.prices);
+}
+
+#[test]
+fn bad_llm_settings_name_the_key() {
+    assert_eq!(
+        error(
+            None,
+            &[("KODIAI_FALLBACK_MODELS", "openai/gpt-4.1, nomodel")]
+        ),
+        "KODIAI_FALLBACK_MODELS = \"openai/gpt-4.1, nomodel\": expected a comma-separated list of provider/model"
+    );
+    let bad_price = error(
+        Some("[llm.prices.\"gpt-4.1\"]\ninput = -1\noutput = 2\n"),
+        &[],
+    );
+    assert!(
+        bad_price.starts_with("llm.prices.\"gpt-4.1\" in kodiai.toml = "),
+        "{bad_price}"
+    );
+    assert!(!bad_price.contains('\n'));
+    assert_eq!(
+        error(
+            Some("[llm.prices.m]\ninput = 1\noutput = 2\nextra = 3\n"),
+            &[]
+        )
+        .lines()
+        .count(),
+        1
+    );
+}

@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod config;
+pub mod github;
 pub mod http;
 pub mod jobs;
 pub mod server;

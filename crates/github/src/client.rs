@@ -159,7 +159,8 @@ impl GithubClient {
             .user_agent(options.user_agent.clone())
             .timeout(options.timeout)
             .connect_timeout(options.timeout.min(Duration::from_secs(10)))
-            // GitHub redirects renamed repositories; never follow off-host with a token.
+            // GitHub redirects renamed repositories (301 to the new path). reqwest drops the
+            // Authorization header when a redirect leaves the host, so a token never follows.
             .redirect(reqwest::redirect::Policy::limited(3))
             .build()
             .map_err(|e| Error::Transport {

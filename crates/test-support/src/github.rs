@@ -1106,6 +1106,9 @@ fn blob_sha(text: &str) -> String {
     hex::encode(digest)[..40].to_owned()
 }
 
+/// The App id [`crate::TestAppBuilder::github_app`] configures.
+pub const TEST_APP_ID: u64 = 4242;
+
 /// A throwaway RSA key pair for App auth tests, made once per test process with `openssl`.
 #[derive(Debug, Clone)]
 pub struct TestAppKey {

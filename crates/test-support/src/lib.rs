@@ -102,6 +102,22 @@ impl TestAppBuilder {
         self
     }
 
+    /// Points the server at a fake GitHub as an App (id [`github::TEST_APP_ID`], the test key),
+    /// as `GITHUB_APP_ID`, `GITHUB_PRIVATE_KEY`, `GITHUB_API_URL` and `GITHUB_GRAPHQL_URL`.
+    pub fn github_app(mut self, fake: &github::FakeGithub) -> Self {
+        fake.app_id(github::TEST_APP_ID);
+        for (key, value) in fake.env() {
+            self.env.insert(key.to_owned(), value);
+        }
+        self.env
+            .insert("GITHUB_APP_ID".into(), github::TEST_APP_ID.to_string());
+        self.env.insert(
+            "GITHUB_PRIVATE_KEY".into(),
+            github::test_app_key().private_pem.clone(),
+        );
+        self
+    }
+
     pub fn routes(mut self, routes: Router<AppState>) -> Self {
         self.setup.routes = routes;
         self

@@ -40,7 +40,7 @@ pub struct RecordedRequest {
     pub body: Value,
     /// When it arrived, on tokio's clock.
     pub at: Instant,
-    /// The status the fake answered with.
+    /// The status the fake answered with; 0 while it has not (or when the client hung up first).
     pub status: u16,
 }
 
@@ -519,6 +519,22 @@ async fn handle(
         .collect();
     let host = header_map.get("host").cloned().unwrap_or_default();
 
+    // Recorded on arrival, so that a request the client gave up on (a timeout) is seen too;
+    // its status stays 0.
+    let index = {
+        let mut d = data.lock().unwrap();
+        d.requests.push(RecordedRequest {
+            method: method.to_string(),
+            path: path.clone(),
+            query: query.clone(),
+            headers: header_map.clone(),
+            body: body_json.clone(),
+            at,
+            status: 0,
+        });
+        d.requests.len() - 1
+    };
+
     // A script for this request, if any (used up one at a time).
     let script = {
         let mut d = data.lock().unwrap();
@@ -560,17 +576,9 @@ async fn handle(
         }
     };
 
-    let mut d = data.lock().unwrap();
-    d.requests.push(RecordedRequest {
-        method: method.to_string(),
-        path,
-        query,
-        headers: header_map,
-        body: body_json,
-        at,
-        status: answer.status,
-    });
-    drop(d);
+    if let Some(r) = data.lock().unwrap().requests.get_mut(index) {
+        r.status = answer.status;
+    }
 
     let mut response = match answer.body {
         Some(body) => (

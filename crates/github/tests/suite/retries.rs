@@ -195,3 +195,29 @@ async fn an_unreachable_github_is_a_transient_transport_error() {
     assert!(matches!(err, Error::Transport { .. }), "{err:?}");
     assert!(err.is_transient());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_read_that_times_out_is_tried_again_a_write_is_not() {
+    let fake = FakeGithub::start().await;
+    let mut o = options(&fake);
+    o.timeout = Duration::from_secs(10);
+    let client = pat_client(&fake, o);
+    fake.script(Scripted::slow("GET", "/repos/o/r", Duration::from_secs(60)));
+    client.get_repository("o", "r").await.unwrap();
+    let attempts = fake.requests_to("GET", "/repos/o/r");
+    assert_eq!(
+        attempts.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [0, 200]
+    );
+    assert!(attempts[1].at - attempts[0].at >= Duration::from_secs(10));
+
+    // A POST that timed out may have been applied: not repeated, a transport error.
+    fake.script(Scripted::slow("POST", COMMENTS, Duration::from_secs(60)));
+    let err = client
+        .create_issue_comment("o", "r", 1, "x")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Transport { .. }), "{err:?}");
+    assert!(err.to_string().contains("timed out"), "{err}");
+    assert_eq!(fake.requests_to("POST", COMMENTS).len(), 1);
+}

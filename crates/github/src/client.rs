@@ -350,6 +350,8 @@ impl InstallationClient {
         #[derive(serde::Deserialize)]
         struct GraphqlError {
             message: String,
+            #[serde(default, rename = "type")]
+            kind: String,
         }
         const ROUTE: &str = "/graphql";
         let call = Call {
@@ -361,18 +363,44 @@ impl InstallationClient {
             accept: JSON,
             if_none_match: None,
         };
-        let answer: Answer<T> = self.send(call).await?.json(ROUTE)?;
-        match (answer.data, answer.errors.is_empty()) {
-            (Some(data), true) => Ok(data),
-            (_, false) => Err(Error::Graphql(
-                answer
-                    .errors
-                    .into_iter()
-                    .map(|e| e.message)
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            )),
-            (None, true) => Err(Error::Graphql("no data in the answer".into())),
+        let options = &self.client.inner.options;
+        let mut retries = 0u32;
+        loop {
+            let response = self.send(call.clone()).await?;
+            let answer: Answer<T> = response.json(ROUTE)?;
+            // GraphQL's primary limit is a 200 with an error of type RATE_LIMITED; the headers
+            // say when it resets, as for REST.
+            if answer.errors.iter().any(|e| e.kind == "RATE_LIMITED") {
+                let wait = header_wait(&response.headers, SystemTime::now())
+                    .unwrap_or_else(|| SECONDARY_DEFAULT_WAIT.saturating_mul(1 << retries.min(4)));
+                if wait > options.max_rate_limit_wait || retries >= options.max_retries {
+                    return Err(Error::RateLimited {
+                        route: ROUTE,
+                        retry_after: wait,
+                    });
+                }
+                metrics::counter!("github_rate_limited_total", "route" => ROUTE).increment(1);
+                tracing::warn!(
+                    route = ROUTE,
+                    wait_secs = wait.as_secs(),
+                    "GitHub GraphQL rate limit; waiting"
+                );
+                retries += 1;
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            return match (answer.data, answer.errors.is_empty()) {
+                (Some(data), true) => Ok(data),
+                (_, false) => Err(Error::Graphql(
+                    answer
+                        .errors
+                        .into_iter()
+                        .map(|e| e.message)
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                )),
+                (None, true) => Err(Error::Graphql("no data in the answer".into())),
+            };
         }
     }
 
@@ -636,25 +664,8 @@ fn retry_delay(
 ) -> Option<Wait> {
     let status = response.status;
     if status == 403 || status == 429 {
-        if let Some(secs) = response
-            .header("retry-after")
-            .and_then(|v| v.trim().parse::<u64>().ok())
-        {
-            return Some(Wait::RateLimit(Duration::from_secs(secs)));
-        }
-        if response.header("x-ratelimit-remaining") == Some("0")
-            && let Some(reset) = response
-                .header("x-ratelimit-reset")
-                .and_then(|v| v.trim().parse::<u64>().ok())
-        {
-            let now = now
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_secs();
-            // One second past the reset, against clock skew and rounding.
-            return Some(Wait::RateLimit(Duration::from_secs(
-                reset.saturating_sub(now) + 1,
-            )));
+        if let Some(wait) = header_wait(&response.headers, now) {
+            return Some(Wait::RateLimit(wait));
         }
         let message = error_message(&response.body).to_ascii_lowercase();
         if status == 429 || message.contains("secondary rate limit") || message.contains("abuse") {
@@ -664,6 +675,31 @@ fn retry_delay(
         return None;
     }
     (status >= 500).then(|| Wait::Backoff(backoff(retries, options)))
+}
+
+/// The wait a rate-limited answer's headers ask for: `Retry-After` seconds, else the time until
+/// `X-RateLimit-Reset` when `X-RateLimit-Remaining` is 0.
+fn header_wait(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    if let Some(secs) = header("retry-after").and_then(|v| v.parse::<u64>().ok()) {
+        return Some(Duration::from_secs(secs));
+    }
+    if header("x-ratelimit-remaining") == Some("0")
+        && let Some(reset) = header("x-ratelimit-reset").and_then(|v| v.parse::<u64>().ok())
+    {
+        let now = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        // One second past the reset, against clock skew and rounding.
+        return Some(Duration::from_secs(reset.saturating_sub(now) + 1));
+    }
+    None
 }
 
 /// `base * 2^retries`, capped, plus up to a quarter of it at random (so that many clients that

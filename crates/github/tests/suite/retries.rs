@@ -221,3 +221,30 @@ async fn a_read_that_times_out_is_tried_again_a_write_is_not() {
     assert!(err.to_string().contains("timed out"), "{err}");
     assert_eq!(fake.requests_to("POST", COMMENTS).len(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_graphql_rate_limit_is_waited_out_until_its_reset() {
+    let fake = FakeGithub::start().await;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    fake.script(
+        Scripted::new("POST", "/graphql", 200)
+            .header("x-ratelimit-remaining", "0")
+            .header("x-ratelimit-reset", &(now + 20).to_string())
+            .header("x-ratelimit-resource", "graphql")
+            .json(serde_json::json!({"errors": [{"type": "RATE_LIMITED", "message": "API rate limit exceeded"}]})),
+    );
+    fake.push_graphql(serde_json::json!({"data": {"viewer": {"login": "kodiai"}}}));
+    let data: serde_json::Value = installation(&fake)
+        .graphql("query { viewer { login } }", serde_json::json!({}))
+        .await
+        .unwrap();
+    assert_eq!(data["viewer"]["login"], "kodiai");
+    let gap = gaps(&fake, "POST", "/graphql")[0];
+    assert!(
+        gap >= Duration::from_secs(19) && gap <= Duration::from_secs(22),
+        "{gap:?}"
+    );
+}

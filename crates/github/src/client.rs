@@ -411,8 +411,11 @@ impl InstallationClient {
         let route = call.route;
         let mut retries = 0u32;
         let mut refreshed_token = false;
+        if self.client.is_app() && self.installation_id.is_none() {
+            return Err(Error::NoInstallation);
+        }
         loop {
-            let authorization = self.authorization().await?;
+            // The governor first: its wait can be long, and the token is taken fresh after it.
             if call.creates_content {
                 let key = match (&self.client.inner.credentials, self.installation_id) {
                     (Credentials::App { .. }, Some(id)) => GovernorKey::Installation(id),
@@ -420,6 +423,7 @@ impl InstallationClient {
                 };
                 self.client.inner.governors.for_key(key).acquire().await;
             }
+            let authorization = self.authorization().await?;
             let outcome = self.attempt(&call, &authorization).await;
             let delay = match outcome {
                 Ok(response) if (200..300).contains(&response.status) || response.status == 304 => {

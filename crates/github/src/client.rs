@@ -678,7 +678,11 @@ fn retry_delay(
         }
         return None;
     }
-    (status >= 500).then(|| Wait::Backoff(backoff(retries, options)))
+    // A 503 may say when to come back; otherwise back off.
+    (status >= 500).then(|| match header_wait(&response.headers, now) {
+        Some(wait) => Wait::RateLimit(wait),
+        None => Wait::Backoff(backoff(retries, options)),
+    })
 }
 
 /// The wait a rate-limited answer's headers ask for: `Retry-After` seconds, else the time until
@@ -840,6 +844,10 @@ mod tests {
                 None,
             ),
             (response(404, &[], r#"{"message":"Not Found"}"#), None),
+            (
+                response(503, &[("retry-after", "12")], ""),
+                Some(Wait::RateLimit(Duration::from_secs(12))),
+            ),
             (
                 response(422, &[], r#"{"message":"Validation Failed"}"#),
                 None,

@@ -248,3 +248,40 @@ async fn a_graphql_rate_limit_is_waited_out_until_its_reset() {
         "{gap:?}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn calls_are_counted_by_route_and_status_with_the_remaining_limit() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    // The test runtime is single-threaded, so a thread-local recorder sees every task.
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let fake = FakeGithub::start().await;
+    fake.script(Scripted::secondary_limit("POST", COMMENTS, 5));
+    let client = pat_client(&fake, options(&fake));
+    client.create_issue_comment("o", "r", 1, "x").await.unwrap();
+    let _ = client.get_pull("o", "r", 77).await;
+    let text = handle.render();
+    let has = |needle: &str| {
+        text.lines()
+            .any(|l| l.contains("github_requests_total") && l.contains(needle))
+    };
+    assert!(
+        has(r#"route="/repos/{owner}/{repo}/issues/{number}/comments",status="403""#),
+        "{text}"
+    );
+    assert!(
+        has(r#"route="/repos/{owner}/{repo}/issues/{number}/comments",status="201""#),
+        "{text}"
+    );
+    assert!(
+        has(r#"route="/repos/{owner}/{repo}/pulls/{number}",status="404""#),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("github_rate_limit_remaining{resource=\"core\"} 4999")),
+        "{text}"
+    );
+    assert!(text.contains("github_rate_limited_total"), "{text}");
+    assert!(!text.contains(PAT), "no token in metrics");
+}

@@ -1,2 +1,9 @@
 //! GitHub: App authentication, the REST and GraphQL client with its per-installation governor,
 //! webhook signature verification and the typed events kodiai routes.
+
+pub mod auth;
+pub mod client;
+pub mod contents;
+pub mod governor;
+pub mod permissions;
+pub mod rest;

@@ -102,6 +102,26 @@ pub struct GithubConfig {
     pub token: Option<SecretString>,
     pub api_url: url::Url,
     pub graphql_url: url::Url,
+    /// The client's timeouts, retries, governor and caches (`github.*` keys of their own).
+    #[serde(flatten)]
+    pub client: GithubClientConfig,
+}
+
+/// How kodiai's GitHub client behaves; the defaults follow GitHub's documented limits.
+#[derive(Debug, Clone, Serialize)]
+pub struct GithubClientConfig {
+    /// Per attempt of a GitHub call.
+    pub request_timeout_secs: u64,
+    /// Retries of a call after 5xx, transport errors and rate limits.
+    pub max_retries: u32,
+    /// A rate limit asking for a longer wait fails the call (the job is retried later).
+    pub max_rate_limit_wait_secs: u64,
+    /// Content-creating calls (comments, reviews, reactions, pulls) per installation and minute.
+    pub content_per_minute: u32,
+    /// The same per hour.
+    pub content_per_hour: u32,
+    /// How long a collaborator permission answer is trusted.
+    pub permission_cache_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -382,6 +402,7 @@ impl Config {
                     parse_http_url,
                 )?
                 .unwrap_or_else(|| fixed_url("https://api.github.com/graphql")),
+            client: github_client_config(&mut s)?,
         };
         if github.app_id.is_some() && github.private_key.is_none() {
             return Err(ConfigError::Invalid {
@@ -703,6 +724,61 @@ fn llm_prices(s: &mut Sources<'_>) -> Result<BTreeMap<String, kodiai_llm::Price>
         }
     }
     Ok(prices)
+}
+
+fn github_client_config(s: &mut Sources<'_>) -> Result<GithubClientConfig, ConfigError> {
+    const POSITIVE: &str = "a whole number, at least 1";
+    let at_least_one = |t: &str| t.parse::<u32>().ok().filter(|n| *n >= 1);
+    Ok(GithubClientConfig {
+        request_timeout_secs: s
+            .parse(
+                "github.request_timeout_secs",
+                &["KODIAI_GITHUB_TIMEOUT_SECS"],
+                POSITIVE,
+                positive,
+            )?
+            .unwrap_or(30),
+        max_retries: s
+            .parse(
+                "github.max_retries",
+                &["KODIAI_GITHUB_MAX_RETRIES"],
+                "a whole number from 0 to 20",
+                |t| t.parse::<u32>().ok().filter(|n| *n <= 20),
+            )?
+            .unwrap_or(5),
+        max_rate_limit_wait_secs: s
+            .parse(
+                "github.max_rate_limit_wait_secs",
+                &["KODIAI_GITHUB_MAX_RATE_LIMIT_WAIT_SECS"],
+                POSITIVE,
+                positive,
+            )?
+            .unwrap_or(900),
+        content_per_minute: s
+            .parse(
+                "github.content_per_minute",
+                &["KODIAI_GITHUB_CONTENT_PER_MINUTE"],
+                POSITIVE,
+                at_least_one,
+            )?
+            .unwrap_or(80),
+        content_per_hour: s
+            .parse(
+                "github.content_per_hour",
+                &["KODIAI_GITHUB_CONTENT_PER_HOUR"],
+                POSITIVE,
+                at_least_one,
+            )?
+            .unwrap_or(500),
+        permission_cache_secs: s
+            .parse(
+                "github.permission_cache_secs",
+                &["KODIAI_GITHUB_PERMISSION_CACHE_SECS"],
+                "a whole number of seconds (0: ask GitHub every time)",
+                |t| t.parse::<u64>().ok(),
+            )?
+            .unwrap_or(120),
+    })
 }
 
 fn read_file(path: &Path) -> Result<(PathBuf, toml::Table), ConfigError> {

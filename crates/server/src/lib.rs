@@ -5,6 +5,7 @@
 pub mod app_manifest;
 pub mod bench;
 pub mod config;
+pub mod github;
 pub mod http;
 pub mod jobs;
 pub mod llm;

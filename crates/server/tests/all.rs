@@ -7,6 +7,7 @@
 mod suite {
     mod cli;
     mod errors;
+    mod github_client;
     mod jobs_api;
     mod llm;
     mod multiprocess;

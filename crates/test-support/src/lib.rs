@@ -10,6 +10,7 @@
     reason = "test harness: a failure here is a test failure"
 )]
 
+pub mod github;
 pub mod llm;
 
 use std::net::SocketAddr;
@@ -99,6 +100,22 @@ pub struct TestAppBuilder {
 impl TestAppBuilder {
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.insert(key.to_owned(), value.to_owned());
+        self
+    }
+
+    /// Points the server at a fake GitHub as an App (id [`github::TEST_APP_ID`], the test key),
+    /// as `GITHUB_APP_ID`, `GITHUB_PRIVATE_KEY`, `GITHUB_API_URL` and `GITHUB_GRAPHQL_URL`.
+    pub fn github_app(mut self, fake: &github::FakeGithub) -> Self {
+        fake.app_id(github::TEST_APP_ID);
+        for (key, value) in fake.env() {
+            self.env.insert(key.to_owned(), value);
+        }
+        self.env
+            .insert("GITHUB_APP_ID".into(), github::TEST_APP_ID.to_string());
+        self.env.insert(
+            "GITHUB_PRIVATE_KEY".into(),
+            github::test_app_key().private_pem.clone(),
+        );
         self
     }
 

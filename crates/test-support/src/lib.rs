@@ -10,6 +10,8 @@
     reason = "test harness: a failure here is a test failure"
 )]
 
+pub mod git;
+
 use std::net::SocketAddr;
 
 use axum::Router;

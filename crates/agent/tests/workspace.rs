@@ -50,6 +50,19 @@ struct Harness {
     fixture: GitFixture,
     data: tempfile::TempDir,
     ws: Workspaces,
+    _serial: Serial,
+}
+
+/// Tests that assert which mirrors are in use run alone: a git that another test forks in the
+/// same process holds a copy of every open file (and so of its flocks) until it execs, which
+/// can make a released lock look held for a moment. (Harmless in kodiai: eviction is a best
+/// effort that the next sweep repeats.)
+static SERIAL: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+#[allow(dead_code, reason = "held for its drop")]
+enum Serial {
+    Shared(tokio::sync::RwLockReadGuard<'static, ()>),
+    Alone(tokio::sync::RwLockWriteGuard<'static, ()>),
 }
 
 fn settings(root: PathBuf) -> Settings {
@@ -69,13 +82,26 @@ impl Harness {
     }
 
     async fn with(change: impl FnOnce(&mut Settings)) -> Self {
+        Self::build(Serial::Shared(SERIAL.read().await), change).await
+    }
+
+    async fn alone() -> Self {
+        Self::build(Serial::Alone(SERIAL.write().await), |_| {}).await
+    }
+
+    async fn build(serial: Serial, change: impl FnOnce(&mut Settings)) -> Self {
         logs();
         let fixture = GitFixture::start().await;
         let data = tempfile::tempdir().unwrap();
         let mut settings = settings(data.path().join("workspaces"));
         change(&mut settings);
         let ws = Workspaces::open(settings).await.unwrap();
-        Self { fixture, data, ws }
+        Self {
+            fixture,
+            data,
+            ws,
+            _serial: serial,
+        }
     }
 
     fn remote(&self, name: &str) -> Remote {
@@ -580,7 +606,7 @@ async fn a_repository_above_the_size_limit_is_refused() {
 
 #[tokio::test]
 async fn the_cache_evicts_the_least_recently_used_mirrors_not_in_use() {
-    let h = Harness::new().await;
+    let h = Harness::alone().await;
     for name in ["acme/a", "acme/b", "acme/c"] {
         let repo = h.fixture.create_repo(name).await;
         repo.commit("main", &[("README.md", name)], "init").await;
@@ -674,4 +700,21 @@ fn dir_size(dir: &Path) -> u64 {
         }
     }
     total
+}
+
+#[tokio::test]
+async fn a_git_command_that_hangs_is_killed_at_the_timeout() {
+    let h = Harness::with(|s| s.git_timeout = Duration::from_secs(3)).await;
+    let repo = h.fixture.create_repo("acme/app").await;
+    repo.commit("main", &[("README.md", "one\n")], "one").await;
+    h.fixture.server.hold();
+    let error =
+        h.ws.checkout(h.request("job-slow", "acme/app", branch("main")))
+            .await
+            .unwrap_err();
+    h.fixture.server.release();
+    assert!(matches!(error, WorkspaceError::Timeout { .. }), "{error}");
+    assert!(error.to_string().contains("git fetch"), "{error}");
+    assert!(!h.ws.job_path("job-slow").exists());
+    h.assert_no_token(&[&error.to_string()]);
 }

@@ -199,14 +199,21 @@ impl Git {
     }
 }
 
-/// The last lines of git's error output (the ones that say what went wrong), on one line.
+/// What git said went wrong, on one line: its `fatal:`/`error:` lines when there are any (the
+/// advice around them spans many lines), else its last lines.
 fn summarize(stderr: &str, status: std::process::ExitStatus) -> String {
     let lines: Vec<&str> = stderr
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with("hint:"))
         .collect();
-    let tail = lines[lines.len().saturating_sub(3)..].join("; ");
+    let errors: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| l.starts_with("fatal:") || l.starts_with("error:") || l.starts_with('!'))
+        .collect();
+    let chosen = if errors.is_empty() { &lines } else { &errors };
+    let tail = chosen[chosen.len().saturating_sub(3)..].join("; ");
     if tail.is_empty() {
         format!("git exited with {status}")
     } else {
@@ -248,6 +255,20 @@ mod tests {
         assert!(remote("https://x-access-token:abc@github.com/o/r.git").is_err());
         assert!(remote("ssh://github.com/o/r.git").is_err());
         assert!(remote("file:///tmp/r.git").is_err());
+    }
+
+    #[test]
+    fn errors_are_summarized_by_their_fatal_lines() {
+        use std::os::unix::process::ExitStatusExt as _;
+        let stderr = "fatal: Unable to create '/m/refs/heads/main.lock': File exists.\n\nAnother git process seems to be running in this repository.\nremove the file manually to continue.\n";
+        assert_eq!(
+            summarize(stderr, std::process::ExitStatus::from_raw(128 << 8)),
+            "fatal: Unable to create '/m/refs/heads/main.lock': File exists."
+        );
+        assert_eq!(
+            summarize("", std::process::ExitStatus::from_raw(1 << 8)),
+            "git exited with exit status: 1"
+        );
     }
 
     #[test]

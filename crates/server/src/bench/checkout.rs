@@ -44,7 +44,12 @@ pub async fn checkout(options: &CheckoutOptions) -> anyhow::Result<String> {
     let token = SecretString::from(format!("ghs_bench{:016x}", fastrand::u64(..)));
 
     let generated = Instant::now();
-    git(&bare, &["init", "--bare", "--quiet"], &[]).await?;
+    git(
+        &bare,
+        &["init", "--bare", "--quiet", "--initial-branch=main"],
+        &[],
+    )
+    .await?;
     generate(&bare, options.files, options.commits).await?;
     git(&bare, &["repack", "-a", "-d", "-b", "--quiet"], &[]).await?;
     let generate_time = generated.elapsed();
@@ -270,8 +275,9 @@ fn file_text(rng: &mut fastrand::Rng, out: &mut Vec<u8>) {
     }
 }
 
+/// Twenty files a folder, fifty folders a module: a layout like a real source tree.
 fn file_path(i: u32) -> String {
-    format!("src/m{:02}/d{:03}/f{i:05}.rs", i % 40, (i / 40) % 500)
+    format!("src/m{:03}/d{:02}/f{i:05}.rs", i / 1000, (i / 20) % 50)
 }
 
 /// Writes `commits` commits to `refs/heads/main` of `bare` through `git fast-import`: the first

@@ -2,6 +2,11 @@
 //! fetched incrementally, and one `git worktree` per job at the exact commit it needs, removed
 //! when the job ends (also when it fails or is cancelled), with a sweep for what a crash leaves.
 //!
+//! A worktree that a job gave back normally is parked (at most [`PARK_SLOTS`] per mirror) and
+//! the next job on the repository takes it, reset to its commit with `checkout --force` and
+//! `clean -ffdx`: it then writes only the files that differ rather than the whole tree, which
+//! is most of a checkout's cost on a large repository.
+//!
 //! Layout under [`Settings::root`]:
 //!
 //! ```text
@@ -12,6 +17,8 @@
 //! jobs/<job>/lock        held exclusively by the job's live checkout; a sweep removes job
 //!                        folders whose lock it can take (their process is gone)
 //! jobs/<job>/checkout    the job's worktree (detached HEAD)
+//! parked/<name>/<slot>   worktrees of finished jobs, kept for the next job on the repository
+//! locks/<name>.park      held exclusively while a worktree is parked or taken
 //! home/                  git's HOME: nothing of the host's configuration is read
 //! ```
 //!
@@ -184,7 +191,15 @@ struct Mirror {
     dir: PathBuf,
     fetch_lock: PathBuf,
     use_lock: PathBuf,
+    /// Clean worktrees of finished jobs, kept for the next job (`parked/<name>/<slot>`).
+    parked: PathBuf,
+    /// Held exclusively while a worktree is parked or taken.
+    park_lock: PathBuf,
 }
+
+/// Finished jobs' worktrees kept per mirror, at most: a new job's checkout then writes only the
+/// files that differ instead of the whole tree.
+const PARK_SLOTS: usize = 2;
 
 const LAST_USED_FILE: &str = "kodiai-last-used";
 const CHECKOUT_DIR: &str = "checkout";
@@ -198,7 +213,7 @@ impl Workspaces {
             home: settings.root.join("home"),
             timeout: settings.git_timeout,
         };
-        for dir in ["mirrors", "locks", "jobs", "home"] {
+        for dir in ["mirrors", "locks", "jobs", "parked", "home"] {
             let path = settings.root.join(dir);
             tokio::fs::create_dir_all(&path)
                 .await
@@ -232,6 +247,8 @@ impl Workspaces {
             dir: root.join("mirrors").join(format!("{name}.git")),
             fetch_lock: root.join("locks").join(format!("{name}.fetch")),
             use_lock: root.join("locks").join(format!("{name}.use")),
+            parked: root.join("parked").join(&name),
+            park_lock: root.join("locks").join(format!("{name}.park")),
         }
     }
 
@@ -266,7 +283,7 @@ impl Workspaces {
         };
 
         let prepared = self.prepare(&request, &mirror, &job_dir).await;
-        let (use_lock, fetch, commit, path) = match prepared {
+        let (use_lock, fetch, commit, path, recycled) = match prepared {
             Ok(prepared) => prepared,
             Err(e) => {
                 // Clean up now rather than in the background, so that a failed checkout leaves
@@ -279,7 +296,7 @@ impl Workspaces {
             }
         };
         tracing::info!(job = %request.job, repository = %mirror.key, %commit,
-            created_mirror = fetch.created_mirror, "workspace ready");
+            created_mirror = fetch.created_mirror, recycled, "workspace ready");
 
         if let Err(e) = self.enforce_quota().await {
             tracing::warn!(error = %e, "mirror cache quota check failed");
@@ -292,6 +309,9 @@ impl Workspaces {
             cleanup: guard,
             identity: self.inner.settings.identity.clone(),
             git: self.inner.git.clone(),
+            recycled,
+            parked: mirror.parked.clone(),
+            park_lock: mirror.park_lock.clone(),
             _use_lock: use_lock,
         })
     }
@@ -302,7 +322,7 @@ impl Workspaces {
         request: &CheckoutRequest,
         mirror: &Mirror,
         job_dir: &Path,
-    ) -> Result<(File, FetchReport, String, PathBuf), WorkspaceError> {
+    ) -> Result<(File, FetchReport, String, PathBuf, bool), WorkspaceError> {
         let use_lock = lock_file(&mirror.use_lock, LockMode::Shared).await?;
         let fetch = self
             .fetch(mirror, &request.remote, &wanted_refs(request)?)
@@ -310,16 +330,90 @@ impl Workspaces {
         let commit = self.resolve(mirror, &request.target).await?;
         let path = job_dir.join(CHECKOUT_DIR);
         let path_text = path_str(&path)?;
-        self.inner
-            .git
-            .run(
-                &mirror.dir,
-                &["worktree", "add", "--detach", "--force", path_text, &commit],
+        let recycled = self.take_parked(mirror, &path, &commit).await;
+        if !recycled {
+            self.inner
+                .git
+                .run(
+                    &mirror.dir,
+                    &["worktree", "add", "--detach", "--force", path_text, &commit],
+                    None,
+                    &[],
+                )
+                .await?;
+        }
+        Ok((use_lock, fetch, commit, path, recycled))
+    }
+
+    /// Moves a parked worktree of the mirror to `dest` and brings it to `commit`, exactly: tracked
+    /// files as in the commit, nothing untracked or ignored left. `false` (having removed what
+    /// did not work) when there is none or it cannot be used.
+    async fn take_parked(&self, mirror: &Mirror, dest: &Path, commit: &str) -> bool {
+        let git = &self.inner.git;
+        let Ok(dest_text) = path_str(dest) else {
+            return false;
+        };
+        let taken = {
+            let Ok(_lock) = lock_file(&mirror.park_lock, LockMode::Exclusive).await else {
+                return false;
+            };
+            let mut taken = None;
+            for slot in 0..PARK_SLOTS {
+                let candidate = mirror.parked.join(slot.to_string());
+                if !tokio::fs::try_exists(&candidate).await.unwrap_or(false) {
+                    continue;
+                }
+                let Ok(candidate_text) = path_str(&candidate) else {
+                    continue;
+                };
+                match git
+                    .run(
+                        &mirror.dir,
+                        &["worktree", "move", candidate_text, dest_text],
+                        None,
+                        &[],
+                    )
+                    .await
+                {
+                    Ok(_) => {
+                        taken = Some(());
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "a parked worktree is unusable: removing it");
+                        let _ = remove_dir(&candidate).await;
+                        let _ = git
+                            .run(&mirror.dir, &["worktree", "prune"], None, &[])
+                            .await;
+                    }
+                }
+            }
+            taken
+        };
+        if taken.is_none() {
+            return false;
+        }
+        let reset = async {
+            git.run(
+                dest,
+                &["checkout", "--quiet", "--force", "--detach", commit],
                 None,
                 &[],
             )
             .await?;
-        Ok((use_lock, fetch, commit, path))
+            git.run(dest, &["clean", "-ffdxq"], None, &[]).await
+        };
+        match reset.await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "resetting a parked worktree failed: removing it");
+                let _ = remove_dir(dest).await;
+                let _ = git
+                    .run(&mirror.dir, &["worktree", "prune"], None, &[])
+                    .await;
+                false
+            }
+        }
     }
 
     /// Takes the job's lock (refusing when a live process holds it) and clears what an earlier
@@ -659,10 +753,19 @@ pub struct Checkout {
     cleanup: Cleanup,
     identity: Identity,
     git: Git,
+    recycled: bool,
+    parked: PathBuf,
+    park_lock: PathBuf,
     _use_lock: File,
 }
 
 impl Checkout {
+    /// The worktree was a finished job's, reset to this job's commit and cleaned (rather than
+    /// written anew).
+    pub fn recycled(&self) -> bool {
+        self.recycled
+    }
+
     /// The worktree's folder.
     pub fn path(&self) -> &Path {
         &self.path
@@ -800,9 +903,42 @@ impl Checkout {
     }
 
     /// Removes the worktree and the job's folder.
+    ///
+    /// The worktree itself is parked for the next job on the repository when a slot is free (it
+    /// is reset and cleaned when taken); otherwise, and when parking fails, it is deleted.
     pub async fn remove(mut self) -> Result<(), WorkspaceError> {
         self.cleanup.armed = false;
+        if let Err(e) = self.park().await {
+            tracing::debug!(error = %e, "worktree not parked");
+        }
         self.cleanup.run().await
+    }
+
+    async fn park(&self) -> Result<(), WorkspaceError> {
+        let _lock = lock_file(&self.park_lock, LockMode::Exclusive).await?;
+        let mut free = None;
+        for slot in 0..PARK_SLOTS {
+            let candidate = self.parked.join(slot.to_string());
+            if !tokio::fs::try_exists(&candidate).await.unwrap_or(true) {
+                free = Some(candidate);
+                break;
+            }
+        }
+        let Some(slot) = free else {
+            return Err(WorkspaceError::Io("every parking slot is taken".into()));
+        };
+        tokio::fs::create_dir_all(&self.parked)
+            .await
+            .map_err(|e| io_error("creating", &self.parked, e))?;
+        self.git
+            .run(
+                &self.cleanup.mirror_dir,
+                &["worktree", "move", path_str(&self.path)?, path_str(&slot)?],
+                None,
+                &[],
+            )
+            .await?;
+        Ok(())
     }
 }
 
@@ -1128,7 +1264,8 @@ fn evict_blocking(root: &Path, quota: u64) -> Result<Vec<String>, WorkspaceError
             .or_else(|_| std::fs::metadata(&dir))
             .and_then(|m| m.modified())
             .unwrap_or(SystemTime::UNIX_EPOCH);
-        mirrors.push((used, dir_size(&dir), name, dir));
+        let parked = root.join("parked").join(&name);
+        mirrors.push((used, dir_size(&dir) + dir_size(&parked), name, dir));
     }
     let mut total: u64 = mirrors.iter().map(|m| m.1).sum();
     mirrors.sort_by_key(|m| m.0);
@@ -1147,6 +1284,12 @@ fn evict_blocking(root: &Path, quota: u64) -> Result<Vec<String>, WorkspaceError
             continue;
         };
         std::fs::remove_dir_all(&dir).map_err(|e| io_error("evicting", &dir, e))?;
+        let parked = root.join("parked").join(&name);
+        match std::fs::remove_dir_all(&parked) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error("evicting", &parked, e)),
+        }
         tracing::info!(mirror = %name, bytes = size, "evicted a mirror from the cache");
         total = total.saturating_sub(size);
         evicted.push(name);

@@ -153,13 +153,13 @@ fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap()
 }
 
-/// The worktrees git knows for a mirror, besides the mirror itself.
+/// The worktrees git knows for a mirror in job folders (not the parked ones).
 async fn worktrees(mirror: &Path) -> Vec<String> {
     git(mirror, &["worktree", "list", "--porcelain"])
         .await
         .lines()
         .filter_map(|l| l.strip_prefix("worktree "))
-        .filter(|p| Path::new(p) != mirror)
+        .filter(|p| p.contains("/workspaces/jobs/"))
         .map(str::to_owned)
         .collect()
 }
@@ -226,6 +226,76 @@ async fn a_mirror_is_created_once_then_fetched_incrementally() {
             .await
             .is_empty()
     );
+}
+
+#[tokio::test]
+async fn a_finished_worktree_is_recycled_clean_for_the_next_job() {
+    let h = Harness::new().await;
+    let repo = h.fixture.create_repo("acme/app").await;
+    repo.commit(
+        "main",
+        &[
+            ("README.md", "one\n"),
+            (".gitignore", "target/\n"),
+            ("old.txt", "old\n"),
+        ],
+        "one",
+    )
+    .await;
+    let first =
+        h.ws.checkout(h.request("job-1", "acme/app", branch("main")))
+            .await
+            .unwrap();
+    assert!(!first.recycled());
+    // What a job leaves in its tree: changes, new files, ignored build output.
+    std::fs::write(first.path().join("README.md"), "changed by the job\n").unwrap();
+    std::fs::write(first.path().join("new.txt"), "untracked\n").unwrap();
+    std::fs::create_dir_all(first.path().join("target")).unwrap();
+    std::fs::write(first.path().join("target/out"), "ignored\n").unwrap();
+    first.commit_all("local commit", &[]).await.unwrap();
+    first.remove().await.unwrap();
+    assert!(!h.ws.job_path("job-1").exists());
+
+    let mut files = vec![("README.md", "two\n")];
+    files.push(("src/new.rs", "fn main() {}\n"));
+    let two = repo.commit("main", &files, "two").await;
+    let second =
+        h.ws.checkout(h.request("job-2", "acme/app", branch("main")))
+            .await
+            .unwrap();
+    assert!(second.recycled(), "the parked worktree was taken");
+    assert_eq!(second.path(), h.ws.job_path("job-2").join("checkout"));
+    assert_eq!(second.head().await.unwrap(), two);
+    assert_eq!(read(&second.path().join("README.md")), "two\n");
+    assert_eq!(read(&second.path().join("src/new.rs")), "fn main() {}\n");
+    assert!(!second.path().join("new.txt").exists());
+    assert!(!second.path().join("target").exists());
+    assert_eq!(
+        git(second.path(), &["status", "--porcelain", "--ignored"]).await,
+        ""
+    );
+    // Its commits start from this job's commit.
+    std::fs::write(second.path().join("x.txt"), "x\n").unwrap();
+    let commit = second.commit_all("x", &[]).await.unwrap().unwrap();
+    let report = second.push("kodiai/x", None).await.unwrap();
+    assert_eq!(report.commits, vec![commit.clone()]);
+    assert_eq!(repo.show(&commit, "%P").await, two);
+
+    // Two at once: one recycled, one new; both parked afterwards, none beyond the slots.
+    second.remove().await.unwrap();
+    let (a, b) = tokio::join!(
+        h.ws.checkout(h.request("job-3", "acme/app", branch("main"))),
+        h.ws.checkout(h.request("job-4", "acme/app", branch("main"))),
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(u8::from(a.recycled()) + u8::from(b.recycled()), 1);
+    a.remove().await.unwrap();
+    b.remove().await.unwrap();
+    let mirror = h.ws.mirror_path(&h.remote("acme/app"));
+    let listed = git(&mirror, &["worktree", "list", "--porcelain"]).await;
+    assert_eq!(listed.matches("/workspaces/parked/").count(), 2, "{listed}");
+    assert!(worktrees(&mirror).await.is_empty());
+    h.assert_no_token(&[]);
 }
 
 #[tokio::test]
@@ -624,7 +694,18 @@ async fn the_cache_evicts_the_least_recently_used_mirrors_not_in_use() {
     b.remove().await.unwrap();
 
     let path = |name: &str| h.ws.mirror_path(&h.remote(name));
-    let size = |name: &str| dir_size(&path(name));
+    // A mirror's share of the cache: the mirror and its parked worktrees.
+    let size = |name: &str| {
+        let mirror = path(name);
+        let stem = mirror.file_stem().unwrap().to_owned();
+        let parked = h.data.path().join("workspaces/parked").join(stem);
+        dir_size(&mirror)
+            + if parked.exists() {
+                dir_size(&parked)
+            } else {
+                0
+            }
+    };
     let quota = size("acme/b") + size("acme/c");
     let mut small = h.ws.settings().clone();
     small.cache_quota_bytes = quota;

@@ -253,8 +253,9 @@ impl Workspaces {
     }
 
     /// Brings the mirror up to date with the refs the job needs (creating it on first use) and
-    /// checks out a worktree for the job at its target commit. The worktree is removed when the
-    /// returned [`Checkout`] is removed or dropped, and also when this future is dropped half-way.
+    /// checks out a worktree for the job at its target commit (a parked one when there is one). The
+    /// job's folder goes when the returned [`Checkout`] is removed (its worktree parked) or
+    /// dropped (deleted), and also when this future is dropped half-way.
     pub async fn checkout(&self, request: CheckoutRequest) -> Result<Checkout, WorkspaceError> {
         validate_job(&request.job)?;
         let limit = self.inner.settings.max_repository_bytes;
@@ -708,6 +709,25 @@ impl Workspaces {
                 tracing::warn!(mirror = name, error = %e, "worktree prune failed");
             }
         }
+        // Parked worktrees whose mirror is gone (a crash between evicting the two).
+        let parked_dir = self.inner.settings.root.join("parked");
+        let mut entries = tokio::fs::read_dir(&parked_dir)
+            .await
+            .map_err(|e| io_error("listing", &parked_dir, e))?;
+        while let Some(entry) = entries
+            .next_entry()
+            .await
+            .map_err(|e| io_error("listing", &parked_dir, e))?
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !tokio::fs::try_exists(mirrors_dir.join(format!("{name}.git")))
+                .await
+                .unwrap_or(true)
+            {
+                remove_dir(&entry.path()).await?;
+            }
+        }
+
         let evicted_mirrors = self.enforce_quota().await?;
         if !removed_jobs.is_empty() || !evicted_mirrors.is_empty() {
             tracing::info!(?removed_jobs, ?evicted_mirrors, "workspace sweep");

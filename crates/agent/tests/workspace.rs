@@ -564,6 +564,9 @@ async fn what_a_killed_job_leaves_does_not_break_the_next_one() {
     std::fs::create_dir_all(gone.join("checkout")).unwrap();
     std::fs::write(gone.join("checkout/file"), "x").unwrap();
 
+    let orphan = h.data.path().join("workspaces/parked/no-such-mirror/0");
+    std::fs::create_dir_all(&orphan).unwrap();
+
     // A new process on the same data folder.
     let ws = Workspaces::open(h.ws.settings().clone()).await.unwrap();
     let two = repo.commit("main", &[("README.md", "two\n")], "two").await;
@@ -588,6 +591,10 @@ async fn what_a_killed_job_leaves_does_not_break_the_next_one() {
     let report = ws.sweep().await.unwrap();
     assert_eq!(report.removed_jobs, vec!["job-gone".to_owned()]);
     assert!(next.path().exists() && retried.path().exists());
+    assert!(
+        !orphan.parent().unwrap().exists(),
+        "parked worktrees of a missing mirror go"
+    );
     next.remove().await.unwrap();
     retried.remove().await.unwrap();
     assert!(entries(&h.data.path().join("workspaces/jobs")).is_empty());

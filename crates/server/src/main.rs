@@ -128,6 +128,19 @@ enum BenchCommand {
         #[arg(long, value_enum, default_value_t = BenchBackend::Both)]
         backend: BenchBackend,
     },
+    /// Workspaces: a generated repository served over local smart HTTP; `git clone --depth=50`
+    /// against a job checkout from a warm mirror.
+    Checkout {
+        /// Files in the generated repository.
+        #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        files: u32,
+        /// Commits in the generated repository.
+        #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        commits: u32,
+        /// Measurements of each step.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+        runs: u32,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -258,6 +271,20 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             };
             let report = bench::queue(&options).await?;
             print!("{report}");
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Checkout {
+            files,
+            commits,
+            runs,
+        }) => {
+            let options = bench::checkout::CheckoutOptions {
+                files,
+                commits,
+                runs,
+                settings: config.workspaces.settings(&config.data_dir),
+            };
+            print!("{}", bench::checkout::checkout(&options).await?);
             Ok(())
         }
     }

@@ -31,6 +31,23 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     Ok(store)
 }
 
+/// How often leftovers of crashed jobs are looked for in the workspaces folder.
+const WORKSPACE_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Opens `<data_dir>/workspaces` and sweeps it now and every [`WORKSPACE_SWEEP_INTERVAL`] until
+/// `shutdown` fires: job folders of crashed processes, stale git locks, the cache quota.
+async fn start_workspace_sweeper(
+    config: &Config,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let workspaces =
+        kodiai_agent::workspace::Workspaces::open(config.workspaces.settings(&config.data_dir))
+            .await
+            .context("opening the workspaces folder")?;
+    workspaces.spawn_sweeper(WORKSPACE_SWEEP_INTERVAL, shutdown.clone().cancelled_owned());
+    Ok(())
+}
+
 /// What a server runs beyond the configuration: extra routes (tests add their own), the job
 /// handlers, and the queue's clock.
 pub struct Setup {
@@ -107,6 +124,7 @@ pub async fn start(config: Config, setup: Setup) -> anyhow::Result<RunningServer
 
     let grace = config.server.shutdown_grace();
     let shutdown = CancellationToken::new();
+    start_workspace_sweeper(&config, &shutdown).await?;
     let size = config.jobs.workers;
     let workers = (size > 0).then(|| {
         let pool = WorkerPool::start(
@@ -164,6 +182,7 @@ pub async fn run_workers(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
+    start_workspace_sweeper(&config, &shutdown).await?;
     let size = config.jobs.workers.max(1);
     let pool = WorkerPool::start(
         store.clone(),

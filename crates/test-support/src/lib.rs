@@ -10,6 +10,7 @@
     reason = "test harness: a failure here is a test failure"
 )]
 
+pub mod git;
 pub mod github;
 pub mod llm;
 

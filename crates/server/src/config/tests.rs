@@ -317,3 +317,35 @@ fn bad_llm_settings_name_the_key() {
         1
     );
 }
+
+#[test]
+fn workspace_settings_have_defaults_and_bad_ones_name_the_key() {
+    let config = Config::from_sources(None, &Env::new()).unwrap();
+    let settings = config.workspaces.settings(&config.data_dir);
+    assert_eq!(settings.root, PathBuf::from("./data/workspaces"));
+    assert_eq!(settings.identity.name, "kodiai[bot]");
+    assert_eq!(
+        settings.identity.email,
+        "kodiai[bot]@users.noreply.github.com"
+    );
+    assert_eq!(settings.max_repository_bytes, 2048 * 1024 * 1024);
+    assert_eq!(settings.git_timeout, Duration::from_secs(600));
+
+    let config = Config::from_sources(
+        file("[workspaces]\ncache_quota_mb = 100\ncommit_name = \"acme-bot[bot]\"\n"),
+        &env(&[("KODIAI_GIT_TIMEOUT_SECS", "30")]),
+    )
+    .unwrap();
+    assert_eq!(config.workspaces.cache_quota_mb, 100);
+    assert_eq!(config.workspaces.commit_name, "acme-bot[bot]");
+    assert_eq!(config.workspaces.git_timeout_secs, 30);
+
+    assert_eq!(
+        error(None, &[("KODIAI_MAX_REPOSITORY_SIZE_MB", "0")]),
+        "KODIAI_MAX_REPOSITORY_SIZE_MB = \"0\": expected a size in MiB, at least 1"
+    );
+    assert_eq!(
+        error(None, &[("KODIAI_COMMIT_EMAIL", "bot")]),
+        "KODIAI_COMMIT_EMAIL = \"bot\": expected an e-mail address such as 123+kodiai[bot]@users.noreply.github.com"
+    );
+}

@@ -203,10 +203,10 @@ fn hidden_ranges(text: &str) -> Vec<Range<usize>> {
         }
         let opens = indent <= 3 && opening_fence(body);
         let quoted = indent <= 3 && body.starts_with('>');
-        if opens || quoted || line.trim().is_empty() {
-            if let Some(from) = prose_start.take() {
-                inline_code(text, from..start, &mut hidden);
-            }
+        if (opens || quoted || line.trim().is_empty())
+            && let Some(from) = prose_start.take()
+        {
+            inline_code(text, from..start, &mut hidden);
         }
         if let Some((mark, len)) = opens.then(|| fence_of(body)).flatten() {
             fence = Some((mark, len));

@@ -22,7 +22,7 @@ app_test!(health_and_ready_answer_200, |app| {
         ReadyResponse {
             status: "ready".into(),
             database: expected.into(),
-            migrations: 2,
+            migrations: 3,
             workers: 4,
         }
     );

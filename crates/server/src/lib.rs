@@ -4,7 +4,9 @@
 
 pub mod bench;
 pub mod config;
+pub mod handlers;
 pub mod http;
+pub mod ingress;
 pub mod jobs;
 pub mod server;
 pub mod telemetry;

@@ -9,7 +9,6 @@
 use chrono::{DateTime, Utc};
 use kodiai_protocol::{Delivery, DeliveryDetail, DeliveryOutcome, Page};
 use serde_json::Value;
-use serde_json::value::RawValue;
 use sqlx::types::Json;
 
 use crate::jobs::{TxInner, ts};
@@ -56,8 +55,8 @@ pub struct NewDelivery<'a> {
     pub installation_id: Option<i64>,
     pub repository: Option<&'a str>,
     pub sender: Option<&'a str>,
-    /// The JSON body as received.
-    pub payload: &'a RawValue,
+    /// The JSON body as received (the caller has checked that it is JSON).
+    pub payload: &'a str,
     pub received_at: DateTime<Utc>,
     /// `job`, `recorded` or `ignored` (a `job` delivery's job is enqueued in the same
     /// transaction, with this delivery's id).
@@ -226,23 +225,37 @@ impl Tx {
     /// Stores a delivery. `false` when its id was stored before: then only its duplicate count
     /// goes up, and the caller must do nothing else for it.
     pub async fn insert_delivery(&mut self, delivery: &NewDelivery<'_>) -> Result<bool> {
-        const INSERT: &str = "INSERT INTO webhook_deliveries (delivery_id, event, action, \
-             installation_id, repository, sender, payload, received_at, processed_at, outcome, \
-             reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10) \
-             ON CONFLICT (delivery_id) DO NOTHING";
+        // The body goes in as text: SQLite keeps it as is, PostgreSQL casts it to JSONB.
+        macro_rules! insert {
+            ($payload:literal) => {
+                concat!(
+                    "INSERT INTO webhook_deliveries (delivery_id, event, action, \
+                     installation_id, repository, sender, payload, received_at, processed_at, \
+                     outcome, reason) VALUES ($1, $2, $3, $4, $5, $6, ",
+                    $payload,
+                    ", $8, $8, $9, $10) ON CONFLICT (delivery_id) DO NOTHING"
+                )
+            };
+        }
+        const INSERT_SQLITE: &str = insert!("$7");
+        const INSERT_POSTGRES: &str = insert!("CAST($7 AS JSONB)");
         const DUPLICATE: &str =
             "UPDATE webhook_deliveries SET duplicates = duplicates + 1 WHERE delivery_id = $1";
         let outcome = delivery.outcome.column();
         let reason = delivery.outcome.reason();
+        let sql = match self.inner {
+            TxInner::Sqlite(_) => INSERT_SQLITE,
+            TxInner::Postgres(_) => INSERT_POSTGRES,
+        };
         let inserted = on_tx!(self, |conn| {
-            sqlx::query(INSERT)
+            sqlx::query(sql)
                 .bind(delivery.delivery_id)
                 .bind(delivery.event)
                 .bind(delivery.action)
                 .bind(delivery.installation_id)
                 .bind(delivery.repository)
                 .bind(delivery.sender)
-                .bind(Json(delivery.payload))
+                .bind(delivery.payload)
                 .bind(ts(delivery.received_at))
                 .bind(outcome)
                 .bind(reason)

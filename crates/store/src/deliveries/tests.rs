@@ -2,7 +2,6 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use kodiai_protocol::{DeliveryOutcome, JobSpec, NoopJob};
-use serde_json::value::RawValue;
 
 use super::*;
 use crate::NewJob;
@@ -11,11 +10,11 @@ fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap()
 }
 
-fn payload() -> Box<RawValue> {
-    RawValue::from_string(r#"{"action": "opened", "n": [1, 2]}"#.to_owned()).unwrap()
+fn payload() -> String {
+    r#"{"action": "opened", "n": [1, 2]}"#.to_owned()
 }
 
-fn delivery<'a>(id: &'a str, payload: &'a RawValue, at: DateTime<Utc>) -> NewDelivery<'a> {
+fn delivery<'a>(id: &'a str, payload: &'a str, at: DateTime<Utc>) -> NewDelivery<'a> {
     NewDelivery {
         delivery_id: id,
         event: "pull_request",

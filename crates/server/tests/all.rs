@@ -11,5 +11,7 @@ mod suite {
     mod multiprocess;
     mod operations;
     mod shutdown;
+    mod webhook_restart;
+    mod webhooks;
     mod workers;
 }

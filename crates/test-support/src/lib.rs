@@ -10,6 +10,8 @@
     reason = "test harness: a failure here is a test failure"
 )]
 
+pub mod webhooks;
+
 use std::net::SocketAddr;
 
 use axum::Router;
@@ -129,6 +131,9 @@ impl TestAppBuilder {
         );
         env.insert("KODIAI_HOST".into(), "127.0.0.1".into());
         env.insert("PORT".into(), "0".into());
+        // Webhooks work out of the box; a test without a secret sets it to "".
+        env.entry("GITHUB_WEBHOOK_SECRET".into())
+            .or_insert_with(|| webhooks::WEBHOOK_SECRET.into());
         let config = Config::from_sources(None, &env).expect("test configuration is valid");
         let server = kodiai::start(config, self.setup)
             .await

@@ -61,7 +61,10 @@ pub async fn ingress(exe: &Path, options: &IngressOptions) -> anyhow::Result<Str
         ("GITHUB_WEBHOOK_SECRET", SECRET),
         ("KODIAI_WORKERS", workers.as_str()),
         // A log line per request would measure the terminal: keep only start-up and warnings.
-        ("RUST_LOG", "warn,kodiai=info,kodiai::http=warn,kodiai::jobs=warn"),
+        (
+            "RUST_LOG",
+            "warn,kodiai=info,kodiai::http=warn,kodiai::jobs=warn",
+        ),
     ];
     let mut server = ServeProcess::start(exe, dir.path(), &env).await?;
     let endpoint = format!("http://{}/webhooks/github", server.addr);
@@ -192,7 +195,8 @@ fn payload(size: usize) -> anyhow::Result<Vec<u8>> {
         "sender": user
     });
     let base = serde_json::to_vec(&value)?.len();
-    value["pull_request"]["body"] = json!("lorem ipsum ".repeat(size.saturating_sub(base) / 12 + 1));
+    value["pull_request"]["body"] =
+        json!("lorem ipsum ".repeat(size.saturating_sub(base) / 12 + 1));
     Ok(serde_json::to_vec(&value)?)
 }
 
@@ -205,7 +209,7 @@ struct Sender {
 }
 
 impl Sender {
-    /// Sends one delivery with a new id; `Ok(true)` on 202.
+    /// Sends one delivery with a new id; `true` on 202.
     async fn send(&self) -> bool {
         let sent = self
             .client

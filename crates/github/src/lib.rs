@@ -4,6 +4,9 @@
 pub mod auth;
 pub mod client;
 pub mod contents;
+pub mod events;
 pub mod governor;
+pub mod mention;
 pub mod permissions;
 pub mod rest;
+pub mod webhook;

@@ -45,12 +45,27 @@ named!(JobEventKind, "job event kind");
 pub enum JobSpec {
     /// Does nothing and succeeds: for benchmarks, and for operators checking that workers run.
     Noop(NoopJob),
+    /// Review a pull request (from a `pull_request` delivery).
+    Review(ReviewJob),
+    /// Answer a mention of the trigger (from a comment, review, or issue delivery).
+    Mention(MentionJob),
 }
 
 impl JobSpec {
     pub fn kind(&self) -> JobKind {
         match self {
             Self::Noop(_) => JobKind::Noop,
+            Self::Review(_) => JobKind::Review,
+            Self::Mention(_) => JobKind::Mention,
+        }
+    }
+
+    /// The webhook delivery the job was made from, if any.
+    pub fn delivery_id(&self) -> Option<&str> {
+        match self {
+            Self::Noop(_) => None,
+            Self::Review(job) => Some(&job.delivery_id),
+            Self::Mention(job) => Some(&job.delivery_id),
         }
     }
 }
@@ -63,6 +78,68 @@ pub struct NoopJob {
     pub label: Option<String>,
 }
 
+/// The payload of a [`JobSpec::Review`] job: which pull request, at which head, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReviewJob {
+    /// The webhook delivery (`X-GitHub-Delivery`) the job was made from.
+    pub delivery_id: String,
+    pub installation_id: Option<i64>,
+    /// `owner/name`.
+    pub repository: String,
+    pub pull_number: u64,
+    /// `opened`, `ready_for_review`, `reopened` or `synchronize`.
+    pub action: String,
+    pub head_sha: String,
+    pub head_ref: String,
+    pub base_ref: String,
+    pub draft: bool,
+    /// The pull request's author.
+    pub author: String,
+    /// Who caused the event.
+    pub sender: String,
+}
+
+/// Where a mention was written, which decides where the answer goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MentionSource {
+    /// A comment on an issue or a pull request's conversation.
+    IssueComment,
+    /// A comment on a line of a pull request's diff: the answer goes in its thread.
+    ReviewComment,
+    /// The body of a submitted pull-request review.
+    Review,
+    /// The body of an issue.
+    Issue,
+}
+
+/// The payload of a [`JobSpec::Mention`] job: who asked what, where.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MentionJob {
+    /// The webhook delivery (`X-GitHub-Delivery`) the job was made from.
+    pub delivery_id: String,
+    pub installation_id: Option<i64>,
+    /// `owner/name`.
+    pub repository: String,
+    /// The issue or pull request number.
+    pub number: u64,
+    pub is_pull_request: bool,
+    pub source: MentionSource,
+    /// The event's action (`created`, `submitted`, `opened`, `edited`).
+    pub action: String,
+    /// The comment or review that holds the mention (none for an issue body).
+    pub comment_id: Option<u64>,
+    /// For a review comment: the thread's first comment, to reply to.
+    pub reply_to: Option<u64>,
+    /// Who wrote the mention.
+    pub sender: String,
+    pub sender_is_bot: bool,
+    /// The trigger or alias found.
+    pub trigger: String,
+    /// The text with the mention taken out.
+    pub request: String,
+}
+
 /// The kinds of job, without their payloads: for filters, per-kind settings and metrics labels.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
@@ -71,16 +148,22 @@ pub struct NoopJob {
 pub enum JobKind {
     /// See [`JobSpec::Noop`].
     Noop,
+    /// See [`JobSpec::Review`].
+    Review,
+    /// See [`JobSpec::Mention`].
+    Mention,
 }
 
 impl JobKind {
     /// Every kind, in declaration order.
-    pub const ALL: &'static [JobKind] = &[JobKind::Noop];
+    pub const ALL: &'static [JobKind] = &[JobKind::Noop, JobKind::Review, JobKind::Mention];
 
     /// The kind's name: the `kind` column, the tag of [`JobSpec`] and the metrics label.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Noop => "noop",
+            Self::Review => "review",
+            Self::Mention => "mention",
         }
     }
 }

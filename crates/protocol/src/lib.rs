@@ -6,12 +6,14 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+pub mod deliveries;
 pub mod jobs;
 pub mod tools;
 
+pub use deliveries::{Delivery, DeliveryDetail, DeliveryOutcome, WebhookAck};
 pub use jobs::{
     FailureReason, Job, JobDetail, JobEvent, JobEventKind, JobFailure, JobKind, JobSpec, JobState,
-    NoopJob, UnknownName,
+    MentionJob, MentionSource, NoopJob, ReviewJob, UnknownName,
 };
 pub use tools::{ToolCall, ToolSpec};
 

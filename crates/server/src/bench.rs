@@ -26,6 +26,9 @@ use tokio::task::JoinSet;
 
 use crate::jobs::{Clock, Handlers, Outcome, Worker, WorkerSettings};
 
+mod ingress;
+pub use ingress::{IngressOptions, ingress};
+
 /// Targets of the foundation issue.
 const STARTUP_TARGET: Duration = Duration::from_millis(100);
 const RSS_TARGET_KIB: u64 = 30 * 1024;

@@ -39,6 +39,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub jobs: JobsConfig,
     pub workspaces: WorkspacesConfig,
+    pub mentions: MentionsConfig,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -106,6 +107,46 @@ pub struct GithubConfig {
     /// The client's timeouts, retries, governor and caches (`github.*` keys of their own).
     #[serde(flatten)]
     pub client: GithubClientConfig,
+    /// Earlier webhook secrets still accepted while the secret is rotated (beside
+    /// `webhook_secret`).
+    #[serde(serialize_with = "masked_list")]
+    pub webhook_secrets: Vec<SecretString>,
+    /// The App's slug: its events come from `<slug>[bot]`, which never triggers kodiai.
+    pub app_slug: Option<String>,
+    /// Another login whose events never trigger kodiai (the token's user in personal-token mode).
+    pub bot_login: Option<String>,
+}
+
+impl GithubConfig {
+    /// Every accepted webhook secret, the current one first.
+    pub fn all_webhook_secrets(&self) -> Vec<SecretString> {
+        self.webhook_secret
+            .iter()
+            .chain(&self.webhook_secrets)
+            .cloned()
+            .collect()
+    }
+
+    /// The logins of kodiai itself: events they cause never trigger it (no loops).
+    pub fn own_logins(&self) -> Vec<String> {
+        self.app_slug
+            .iter()
+            .map(|slug| format!("{slug}[bot]"))
+            .chain(self.bot_login.iter().cloned())
+            .collect()
+    }
+}
+
+/// Who and what triggers kodiai from GitHub (SPEC §2: mention detection, who may trigger).
+#[derive(Debug, Clone, Serialize)]
+pub struct MentionsConfig {
+    /// The handle that calls kodiai, with its `@`.
+    pub trigger: String,
+    /// Other handles that call it too (e.g. `@claude`).
+    pub aliases: Vec<String>,
+    /// Bot logins whose mentions and pull requests are acted on (`*`: any bot); other bots are
+    /// ignored. kodiai's own logins never trigger it.
+    pub allowed_bots: Vec<String>,
 }
 
 /// How kodiai's GitHub client behaves; the defaults follow GitHub's documented limits.
@@ -486,6 +527,33 @@ impl Config {
                 )?
                 .unwrap_or_else(|| fixed_url("https://api.github.com/graphql")),
             client: github_client_config(&mut s)?,
+            webhook_secrets: s
+                .get(
+                    "github.webhook_secrets",
+                    &["GITHUB_WEBHOOK_SECRETS"],
+                    Kind::Secret,
+                )?
+                .map(|raw| {
+                    raw.text
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|t| !t.is_empty())
+                        .map(|t| SecretString::from(t.to_owned()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            app_slug: s.parse(
+                "github.app_slug",
+                &["GITHUB_APP_SLUG"],
+                "the App's slug (letters, digits and dashes), as in github.com/apps/<slug>",
+                parse_login,
+            )?,
+            bot_login: s.parse(
+                "github.bot_login",
+                &["KODIAI_BOT_LOGIN"],
+                "a GitHub login",
+                parse_login,
+            )?,
         };
         if github.app_id.is_some() && github.private_key.is_none() {
             return Err(ConfigError::Invalid {
@@ -614,6 +682,45 @@ impl Config {
         let jobs = jobs_config(&mut s)?;
         let workspaces = workspaces_config(&mut s)?;
 
+        let mentions = MentionsConfig {
+            trigger: s
+                .parse(
+                    "mentions.trigger",
+                    &["KODIAI_TRIGGER"],
+                    "a handle such as @kodiai",
+                    parse_handle,
+                )?
+                .unwrap_or_else(|| "@kodiai".to_owned()),
+            aliases: s
+                .parse(
+                    "mentions.aliases",
+                    &["KODIAI_TRIGGER_ALIASES"],
+                    "a comma-separated list of handles such as @claude",
+                    |t| {
+                        t.split(',')
+                            .map(str::trim)
+                            .filter(|h| !h.is_empty())
+                            .map(parse_handle)
+                            .collect()
+                    },
+                )?
+                .unwrap_or_default(),
+            allowed_bots: s
+                .parse(
+                    "mentions.allowed_bots",
+                    &["KODIAI_ALLOWED_BOTS"],
+                    "a comma-separated list of bot logins such as renovate[bot], or *",
+                    |t| {
+                        t.split(',')
+                            .map(str::trim)
+                            .filter(|b| !b.is_empty())
+                            .map(|b| (b == "*").then(|| b.to_owned()).or_else(|| parse_login(b)))
+                            .collect()
+                    },
+                )?
+                .unwrap_or_default(),
+        };
+
         s.reject_unknown_keys()?;
         Ok(Self {
             data_dir,
@@ -626,6 +733,7 @@ impl Config {
             auth,
             jobs,
             workspaces,
+            mentions,
         })
     }
 
@@ -1122,6 +1230,33 @@ fn read_private_key(text: &str) -> Option<SecretString> {
     };
     (pem.contains("-----BEGIN") && pem.contains("PRIVATE KEY-----"))
         .then(|| SecretString::from(pem))
+}
+
+/// A GitHub login or slug: letters, digits, dashes, and an optional `[bot]` suffix.
+fn parse_login(text: &str) -> Option<String> {
+    let name = text.strip_suffix("[bot]").unwrap_or(text);
+    let ok = !name.is_empty()
+        && name.len() <= 100
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    ok.then(|| text.to_owned())
+}
+
+/// A mention handle: a login with or without its `@`; stored with it.
+fn parse_handle(text: &str) -> Option<String> {
+    let name = text.strip_prefix('@').unwrap_or(text);
+    let ok = !name.is_empty()
+        && name.len() <= 100
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    ok.then(|| format!("@{name}"))
+}
+
+fn masked_list<S: Serializer>(secrets: &[SecretString], serializer: S) -> Result<S::Ok, S::Error> {
+    let shown: Vec<&str> = secrets.iter().map(|_| MASK).collect();
+    shown.serialize(serializer)
 }
 
 fn masked<S: Serializer>(secret: &Option<SecretString>, serializer: S) -> Result<S::Ok, S::Error> {

@@ -6,9 +6,11 @@
 //! agent. Every error answer is JSON `{error, message, request_id}` (see [`middleware`]).
 
 pub mod auth;
+pub mod deliveries;
 pub mod error;
 pub mod jobs;
 pub mod middleware;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +32,7 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::config::Config;
+use crate::ingress::Ingress;
 use crate::jobs::Clock;
 use crate::telemetry::{VERSION, render_metrics};
 pub use auth::AdminAuth;
@@ -66,7 +69,10 @@ pub struct AppState {
     tags(
         (name = "operations", description = "Health, readiness, metrics"),
         (name = "jobs", description = "The job queue: every piece of work, its state and event \
-                                       log; cancel and retry (admin token)")
+                                       log; cancel and retry (admin token)"),
+        (name = "webhooks", description = "GitHub webhook deliveries, signed with the webhook secret"),
+        (name = "deliveries", description = "What came in from GitHub and what became of it; \
+                                             replay (admin token)")
     )
 )]
 struct ApiDoc;
@@ -87,24 +93,33 @@ impl Modify for SecurityAddon {
 /// issues add theirs here), and the middleware stack around all of them.
 pub fn router(state: AppState, extra: Router<AppState>) -> Router {
     let config = Arc::clone(&state.config);
-    let (routes, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let ingress = Arc::new(Ingress::from_config(&config));
+    let (routes, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health))
         .routes(routes!(ready))
         .routes(routes!(metrics))
         .routes(routes!(repo_config_schema))
         .merge(jobs::routes())
+        .merge(deliveries::routes())
         .split_for_parts();
+    // The webhook route has GitHub's 25 MiB limit instead of the API's.
+    let (hooks, hooks_openapi) = webhooks::routes().split_for_parts();
+    openapi.merge(hooks_openapi);
 
-    let mut app = routes
+    let limit = config.server.body_limit_bytes;
+    let api = routes
         .merge(extra)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(RequestBodyLimitLayer::new(limit));
+    let hooks = hooks
+        .layer(DefaultBodyLimit::max(webhooks::BODY_LIMIT))
+        .layer(RequestBodyLimitLayer::new(webhooks::BODY_LIMIT));
+    let mut app = api
+        .merge(hooks)
+        .layer(axum::Extension(ingress))
         .fallback(not_found)
         .with_state(state)
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi));
-
-    let limit = config.server.body_limit_bytes;
-    app = app
-        .layer(DefaultBodyLimit::max(limit))
-        .layer(RequestBodyLimitLayer::new(limit));
     if let Some(cors) = cors_layer(&config.server.cors_allowed_origins) {
         app = app.layer(cors);
     }

@@ -244,7 +244,10 @@ pub struct Handlers {
 impl Handlers {
     /// The handlers of the kinds kodiai has.
     pub fn builtin() -> Self {
-        Self::default().with(JobKind::Noop, |_ctx: JobContext| async { Ok(Value::Null) })
+        Self::default()
+            .with(JobKind::Noop, |_ctx: JobContext| async { Ok(Value::Null) })
+            .with(JobKind::Review, crate::handlers::review::run)
+            .with(JobKind::Mention, crate::handlers::mention::run)
     }
 
     /// Adds or replaces the handler of `kind`.

@@ -141,6 +141,25 @@ enum BenchCommand {
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
         runs: u32,
     },
+    /// Webhook ingress: signed 20 KB pull_request deliveries to `kodiai serve` on SQLite;
+    /// deliveries a second at full load, p50/p99 at a fixed rate, rows stored against 202s.
+    Ingress {
+        /// Deliveries of the full-load phase.
+        #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+        deliveries: u32,
+        /// Requests in flight at once during full load.
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+        concurrency: u32,
+        /// Deliveries a second of the paced phase.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        rate: u32,
+        /// Seconds of the paced phase.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=3600))]
+        seconds: u32,
+        /// Job workers of the server (0: jobs stay queued; only ingress is measured).
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=256))]
+        workers: u32,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -287,6 +306,23 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             print!("{}", bench::checkout::checkout(&options).await?);
             Ok(())
         }
+        Command::Bench(BenchCommand::Ingress {
+            deliveries,
+            concurrency,
+            rate,
+            seconds,
+            workers,
+        }) => {
+            bench_ingress(bench::IngressOptions {
+                deliveries,
+                concurrency,
+                rate,
+                paced_secs: seconds,
+                payload_bytes: 20 * 1024,
+                workers,
+            })
+            .await
+        }
     }
 }
 
@@ -339,6 +375,13 @@ fn app(command: &AppCommand) -> Result<(), kodiai::app_manifest::ManifestError> 
         }
     });
     print!("{}", result?);
+    Ok(())
+}
+
+async fn bench_ingress(options: bench::IngressOptions) -> anyhow::Result<()> {
+    let exe = std::env::current_exe()?;
+    let report = bench::ingress(&exe, &options).await?;
+    print!("{report}");
     Ok(())
 }
 

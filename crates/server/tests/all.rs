@@ -14,5 +14,7 @@ mod suite {
     mod operations;
     mod repo_config;
     mod shutdown;
+    mod webhook_restart;
+    mod webhooks;
     mod workers;
 }

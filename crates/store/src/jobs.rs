@@ -362,7 +362,7 @@ impl EventRow {
 }
 
 /// Both backends keep microseconds.
-fn ts(at: DateTime<Utc>) -> DateTime<Utc> {
+pub(crate) fn ts(at: DateTime<Utc>) -> DateTime<Utc> {
     at.trunc_subsecs(6)
 }
 
@@ -466,12 +466,12 @@ macro_rules! insert_event {
 /// A transaction that other writes can share with enqueues (a webhook delivery and its job
 /// are stored together or not at all). Dropping it without [`Tx::commit`] rolls back.
 pub struct Tx {
-    inner: TxInner,
+    pub(crate) inner: TxInner,
     store: Store,
     queued: bool,
 }
 
-enum TxInner {
+pub(crate) enum TxInner {
     Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
     Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
 }

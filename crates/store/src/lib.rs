@@ -16,12 +16,17 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub mod deliveries;
 pub mod jobs;
 pub mod llm_calls;
 pub mod signals;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
+pub use deliveries::{
+    DeliveryFilter, InstallationRecord, InstallationState, InstallationUpdate, NewDelivery,
+    RepositoryRecord, RepositoryUpdate, StoredOutcome,
+};
 pub use jobs::{
     ClaimRequest, Enqueued, Finish, JobFilter, KeyLimits, Lease, NewJob, RateLimit, Reaped,
     Transition, Tx,

@@ -1,8 +1,10 @@
 //! The test harness: [`TestApp`] starts the real kodiai server on port 0 with a fresh database
 //! (SQLite file or PostgreSQL database) and gives typed helpers around an HTTP client.
 //!
-//! Dev-dependency only. Fakes of what cannot run here (GitHub, the LLM APIs) join this crate
-//! with the issues that need them.
+//! Dev-dependency only. Fakes of what cannot run here speak the real wire protocols: [`github`]
+//! (the REST and GraphQL API), [`webhooks`] (deliveries signed as GitHub signs them), [`llm`]
+//! (the Anthropic, OpenAI and Gemini streaming APIs); [`git`] has bare repositories served over
+//! authenticated smart HTTP.
 
 #![allow(
     clippy::unwrap_used,
@@ -13,6 +15,7 @@
 pub mod git;
 pub mod github;
 pub mod llm;
+pub mod webhooks;
 
 use std::net::SocketAddr;
 
@@ -149,6 +152,9 @@ impl TestAppBuilder {
         );
         env.insert("KODIAI_HOST".into(), "127.0.0.1".into());
         env.insert("PORT".into(), "0".into());
+        // Webhooks work out of the box; a test without a secret sets it to "".
+        env.entry("GITHUB_WEBHOOK_SECRET".into())
+            .or_insert_with(|| webhooks::WEBHOOK_SECRET.into());
         let config = Config::from_sources(None, &env).expect("test configuration is valid");
         let server = kodiai::start(config, self.setup)
             .await

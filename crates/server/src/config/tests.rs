@@ -251,11 +251,11 @@ fn job_settings_come_from_the_file_and_bad_ones_name_the_key() {
         error.to_string(),
         "KODIAI_WORKERS = \"many\": expected a whole number from 0 to 256"
     );
-    let table: toml::Table = "[jobs.timeouts]\nreview = 5\n".parse().unwrap();
+    let table: toml::Table = "[jobs.timeouts]\nrevue = 5\n".parse().unwrap();
     let error = Config::from_sources(Some(("kodiai.toml".into(), table)), &Env::new()).unwrap_err();
     assert_eq!(
         error.to_string(),
-        "kodiai.toml: unknown key `jobs.timeouts.review`"
+        "kodiai.toml: unknown key `jobs.timeouts.revue`"
     );
 }
 

@@ -371,10 +371,10 @@ app_test!(
             };
             for (query, status, code, says) in [
                 (
-                    "kind=review",
+                    "kind=revue",
                     422,
                     "unprocessable",
-                    "kind: unknown job kind \"review\"; expected one of: noop",
+                    "kind: unknown job kind \"revue\"; expected one of: noop, review, mention",
                 ),
                 (
                     "state=done",

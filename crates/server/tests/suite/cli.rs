@@ -197,7 +197,7 @@ async fn migrate_and_serve_on_postgres() {
         .await
         .unwrap();
     assert_eq!(ready.database, "postgres");
-    assert_eq!(ready.migrations, 3);
+    assert_eq!(ready.migrations, kodiai_test_support::migration_count());
     server.kill().await;
 }
 

@@ -24,6 +24,8 @@ use tokio::task::JoinSet;
 
 use crate::jobs::{Clock, Handlers, Outcome, Worker, WorkerSettings};
 
+pub mod search;
+
 /// Targets of the foundation issue.
 const STARTUP_TARGET: Duration = Duration::from_millis(100);
 const RSS_TARGET_KIB: u64 = 30 * 1024;

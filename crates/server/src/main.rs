@@ -84,6 +84,15 @@ enum BenchCommand {
         #[arg(long, value_enum, default_value_t = BenchBackend::Both)]
         backend: BenchBackend,
     },
+    /// The agent's `search` tool against ripgrep (`rg`, when on PATH) on a generated tree.
+    Search {
+        /// Files in the generated tree.
+        #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u32).range(100..=1_000_000))]
+        files: u32,
+        /// Timed searches per pattern and tool.
+        #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        runs: u32,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -182,6 +191,11 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 settings: WorkerSettings::from_config(&config.jobs),
             };
             let report = bench::queue(&options).await?;
+            print!("{report}");
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Search { files, runs }) => {
+            let report = bench::search::run(&bench::search::SearchOptions { files, runs }).await?;
             print!("{report}");
             Ok(())
         }

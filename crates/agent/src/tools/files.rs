@@ -77,16 +77,17 @@ impl Tool for ReadFile {
             .unwrap_or(DEFAULT_READ_LINES)
             .clamp(1, MAX_READ_LINES);
         blocking(move || {
-            let text = read_text(&path, &shown)?;
+            let text = read_text(&path, &shown, false)?;
             Ok(ToolOutput::text(numbered(&text, &shown, offset, limit)?))
         })
         .await
     }
 }
 
-/// The file as text (invalid UTF-8 replaced), or the model's error for a directory, a binary or
-/// an oversized file.
-fn read_text(path: &Path, shown: &str) -> Result<String, ToolError> {
+/// The file as text, or the model's error for a directory, a binary or an oversized file.
+/// Invalid UTF-8 is replaced for reading; for editing (`exact`) it is refused, since writing the
+/// replaced text back would change bytes the edit did not touch.
+fn read_text(path: &Path, shown: &str, exact: bool) -> Result<String, ToolError> {
     let metadata = std::fs::metadata(path)
         .map_err(|e| ToolError::respond(format!("cannot read `{shown}`: {e}")))?;
     if metadata.is_dir() {
@@ -106,6 +107,13 @@ fn read_text(path: &Path, shown: &str) -> Result<String, ToolError> {
         .map_err(|e| ToolError::respond(format!("cannot read `{shown}`: {e}")))?;
     if bytes[..bytes.len().min(8192)].contains(&0) {
         return Err(ToolError::respond(format!("`{shown}` is a binary file")));
+    }
+    if exact {
+        return String::from_utf8(bytes).map_err(|_| {
+            ToolError::respond(format!(
+                "`{shown}` is not valid UTF-8; edit_file changes text files only"
+            ))
+        });
     }
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
@@ -320,7 +328,7 @@ impl Tool for EditFile {
                     "`{shown}` does not exist; use write_file to create it"
                 )));
             }
-            let text = read_text(&path, &shown)?;
+            let text = read_text(&path, &shown, true)?;
             let mut found = text.match_indices(&args.old_text);
             let Some((at, _)) = found.next() else {
                 return Err(ToolError::respond(format!(

@@ -316,6 +316,18 @@ async fn edit_file_replaces_exactly_one_occurrence() {
         std::fs::read_to_string(&lib).expect("read"),
         before.replace("    a - b\n", "    a.wrapping_sub(b)\n")
     );
+    std::fs::write(f.dir.path().join("latin1.txt"), b"caf\xe9 au lait\n").expect("write");
+    let latin1 = f
+        .refused(
+            "edit_file",
+            json!({"path": "latin1.txt", "old_text": "au lait", "new_text": "noir"}),
+        )
+        .await;
+    assert!(latin1.contains("not valid UTF-8"), "{latin1}");
+    assert_eq!(
+        std::fs::read(f.dir.path().join("latin1.txt")).expect("read"),
+        b"caf\xe9 au lait\n"
+    );
     let bad_args = f
         .refused("edit_file", json!({"path": "src/lib.rs", "old": "x"}))
         .await;

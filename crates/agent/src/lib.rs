@@ -3,4 +3,5 @@
 //!
 //! Architecture Invariant: nothing here knows GitHub, HTTP serving or the database.
 
+pub mod tools;
 pub mod workspace;

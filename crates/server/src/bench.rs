@@ -28,6 +28,7 @@ use crate::jobs::{Clock, Handlers, Outcome, Worker, WorkerSettings};
 
 mod ingress;
 pub use ingress::{IngressOptions, ingress};
+pub mod search;
 
 /// Targets of the foundation issue.
 const STARTUP_TARGET: Duration = Duration::from_millis(100);

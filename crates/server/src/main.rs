@@ -160,6 +160,15 @@ enum BenchCommand {
         #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=256))]
         workers: u32,
     },
+    /// The agent's `search` tool against ripgrep (`rg`, when on PATH) on a generated tree.
+    Search {
+        /// Files in the generated tree.
+        #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u32).range(100..=1_000_000))]
+        files: u32,
+        /// Timed searches per pattern and tool.
+        #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        runs: u32,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -322,6 +331,11 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 workers,
             })
             .await
+        }
+        Command::Bench(BenchCommand::Search { files, runs }) => {
+            let report = bench::search::run(&bench::search::SearchOptions { files, runs }).await?;
+            print!("{report}");
+            Ok(())
         }
     }
 }

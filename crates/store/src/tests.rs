@@ -47,16 +47,16 @@ async fn execute(store: &Store, sql: &'static str) -> Result<u64, sqlx::Error> {
 
 crate::both_backends!(migrate_creates_the_tables, |db| {
     let store = db.connect().await;
-    assert_eq!(store.migrate().await.unwrap(), 2);
+    assert_eq!(store.migrate().await.unwrap(), 3);
     assert_eq!(table_names(&store).await, TABLES);
 });
 
 crate::both_backends!(migrate_twice_changes_nothing, |db| {
     let store = db.store().await;
-    assert_eq!(store.migrate().await.unwrap(), 2);
+    assert_eq!(store.migrate().await.unwrap(), 3);
     // A second process migrating the same database, as `kodiai migrate` beside a running serve.
     let other = db.connect().await;
-    assert_eq!(other.migrate().await.unwrap(), 2);
+    assert_eq!(other.migrate().await.unwrap(), 3);
     assert_eq!(table_names(&store).await, TABLES);
 });
 
@@ -67,7 +67,7 @@ crate::both_backends!(ready_only_after_migrations, |db| {
         other => panic!("expected NotReady before migrating, got {other:?}"),
     }
     store.migrate().await.unwrap();
-    assert_eq!(store.check_ready().await.unwrap(), 2);
+    assert_eq!(store.check_ready().await.unwrap(), 3);
 });
 
 crate::both_backends!(foreign_keys_are_enforced, |db| {

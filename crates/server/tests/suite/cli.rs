@@ -145,7 +145,7 @@ async fn migrate_creates_the_sqlite_file_and_is_idempotent() {
         let output = kodiai(dir.path(), &["migrate"], &[]).await;
         assert_eq!(output.status.code(), Some(0), "{:?}", stderr_lines(&output));
         let stdout = String::from_utf8(output.stdout).unwrap();
-        assert!(stdout.ends_with("2 migrations applied\n"), "{stdout}");
+        assert!(stdout.ends_with("3 migrations applied\n"), "{stdout}");
     }
     assert!(dir.path().join("data/kodiai.db").is_file());
 }

@@ -22,7 +22,7 @@ app_test!(health_and_ready_answer_200, |app| {
         ReadyResponse {
             status: "ready".into(),
             database: expected.into(),
-            migrations: 2,
+            migrations: 3,
             workers: 4,
         }
     );
@@ -52,7 +52,7 @@ app_test!(
         execute(&app, "DELETE FROM _sqlx_migrations").await;
         let body = expect_error(app.get("/ready").await, 503, "not_ready").await;
         assert!(
-            body.message.contains("2 of 2 migrations are not applied"),
+            body.message.contains("3 of 3 migrations are not applied"),
             "{}",
             body.message
         );

@@ -193,7 +193,7 @@ async fn migrate_and_serve_on_postgres() {
         .await
         .unwrap();
     assert_eq!(ready.database, "postgres");
-    assert_eq!(ready.migrations, 2);
+    assert_eq!(ready.migrations, 3);
     server.kill().await;
 }
 

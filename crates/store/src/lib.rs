@@ -167,6 +167,8 @@ pub struct Store {
 struct Shared {
     signals: tokio::sync::broadcast::Sender<Signal>,
     listener: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// SQLite: the queue's hold on the writer connection.
+    queue_writer: jobs::QueueWriter,
 }
 
 #[derive(Debug, Clone)]
@@ -211,6 +213,7 @@ impl Store {
             shared: Arc::new(Shared {
                 signals: tokio::sync::broadcast::channel(signals::CAPACITY).0,
                 listener: tokio::sync::Mutex::new(None),
+                queue_writer: jobs::QueueWriter::default(),
             }),
         })
     }
@@ -330,6 +333,7 @@ impl Store {
         }
         match &self.inner {
             Inner::Sqlite { reader, writer } => {
+                self.shared.queue_writer.release().await;
                 reader.close().await;
                 writer.close().await;
             }

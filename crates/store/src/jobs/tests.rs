@@ -873,3 +873,118 @@ crate::both_backends!(
         assert_eq!(done.result, Some(json!({"done": true})));
     }
 );
+
+// On SQLite the queue's writes keep the one writer connection while more of them wait; the
+// other writers (enqueues, event records, reaps) still get it between them, a claim dropped
+// while it waits gives nothing up, and closing the store returns once the writes are done.
+crate::both_backends!(
+    other_writes_get_the_writer_while_workers_keep_it_busy,
+    |db| {
+        let store = db.store().await;
+        let total = 120;
+        let mut tx = store.begin().await.unwrap();
+        for i in 0..total {
+            tx.enqueue(&noop(&format!("{i}")), t0()).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+
+        // Workers claim and finish until the queue is empty after the last enqueue.
+        let enqueuing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let mut workers = tokio::task::JoinSet::new();
+        for n in 0..4 {
+            let store = store.clone();
+            let enqueuing = std::sync::Arc::clone(&enqueuing);
+            workers.spawn(async move {
+                let worker = format!("worker-{n}");
+                let mut finished = 0;
+                loop {
+                    let Some(job) = store
+                        .claim(&request(&worker, NO_LIMITS), t0())
+                        .await
+                        .unwrap()
+                    else {
+                        if enqueuing.load(std::sync::atomic::Ordering::SeqCst) {
+                            tokio::task::yield_now().await;
+                            continue;
+                        }
+                        return finished;
+                    };
+                    let lease = Lease::of(&job).unwrap();
+                    assert!(
+                        store
+                            .heartbeat(&lease, t0() + secs(60), t0())
+                            .await
+                            .unwrap()
+                    );
+                    tokio::task::yield_now().await;
+                    let state = store
+                        .finish(&lease, Finish::Succeeded(json!(null)), t0())
+                        .await
+                        .unwrap();
+                    assert_eq!(state, Some(JobState::Succeeded));
+                    finished += 1;
+                }
+            });
+        }
+        // Meanwhile other writers get through.
+        let extra = 30;
+        for i in 0..extra {
+            let id = store
+                .enqueue(&noop(&format!("extra {i}")), t0())
+                .await
+                .unwrap()
+                .id;
+            store
+                .record_event(&id, JobEventKind::Log, json!({"i": i}), t0())
+                .await
+                .unwrap();
+            store.reap_expired(t0()).await.unwrap();
+            // A claim dropped after its first poll, while it waits for the writer or its answer.
+            let impatient_request = request("impatient", NO_LIMITS);
+            let mut impatient = Box::pin(store.claim(&impatient_request, t0()));
+            std::future::poll_fn(|cx| {
+                let _ = impatient.as_mut().poll(cx);
+                std::task::Poll::Ready(())
+            })
+            .await;
+        }
+        enqueuing.store(false, std::sync::atomic::Ordering::SeqCst);
+        let mut finished = 0;
+        while let Some(n) = workers.join_next().await {
+            finished += n.unwrap();
+        }
+        let counts = store.job_counts().await.unwrap();
+        let count = |wanted: JobState| -> i64 {
+            counts
+                .iter()
+                .filter(|(_, state, _)| *state == wanted)
+                .map(|(_, _, n)| n)
+                .sum()
+        };
+        assert_eq!(count(JobState::Queued), 0);
+        assert_eq!(count(JobState::Succeeded), i64::from(finished));
+        // A dropped claim may have started a job before it was dropped; nobody else ran it.
+        assert_eq!(
+            i64::from(finished) + count(JobState::Running),
+            i64::from(total + extra),
+        );
+        let running = store
+            .list_jobs(
+                &crate::jobs::JobFilter {
+                    state: Some(JobState::Running),
+                    ..Default::default()
+                },
+                1000,
+                None,
+            )
+            .await
+            .unwrap();
+        assert!(
+            running
+                .data
+                .iter()
+                .all(|job| job.lease_owner.as_deref() == Some("impatient"))
+        );
+        store.close().await;
+    }
+);

@@ -11,6 +11,7 @@
 //! Every write of a worker checks both, so a worker that lost its job (lease expired and the job
 //! was claimed again, or it was cancelled) changes nothing.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
@@ -18,6 +19,7 @@ use kodiai_protocol::{
     FailureReason, Job, JobEvent, JobEventKind, JobFailure, JobKind, JobSpec, JobState, Page,
 };
 use serde_json::{Value, json};
+use sqlx::pool::PoolConnection;
 use sqlx::types::Json;
 
 use crate::signals::Signal;
@@ -34,14 +36,18 @@ macro_rules! job_columns {
 
 /// The update of [`Store::finish`]: `$1` state, `$2` result, `$3` error, `$4` failure reason,
 /// `$5` new run time (or keep), `$6` finished at, `$7` attempt given back, `$8` now, `$9` id,
-/// `$10` lease owner, `$11` attempt. Only the lease's holder changes anything.
+/// `$10` lease owner, `$11` attempt; `$more_set` adds assignments. Only the lease's holder
+/// changes anything.
 macro_rules! finish_update {
-    () => {
-        "UPDATE jobs SET state = $1, result = $2, error = $3, \
-         failure_reason = $4, run_at = COALESCE($5, run_at), finished_at = $6, \
-         attempts = attempts - $7, updated_at = $8, lease_owner = NULL, lease_expires_at = NULL, \
-         event_seq = event_seq + 1 \
-         WHERE id = $9 AND state = 'running' AND lease_owner = $10 AND attempts = $11"
+    ($more_set:literal) => {
+        concat!(
+            "UPDATE jobs SET state = $1, result = $2, error = $3, \
+             failure_reason = $4, run_at = COALESCE($5, run_at), finished_at = $6, \
+             attempts = attempts - $7, updated_at = $8, lease_owner = NULL, lease_expires_at = NULL, \
+             event_seq = event_seq + 1",
+            $more_set,
+            " WHERE id = $9 AND state = 'running' AND lease_owner = $10 AND attempts = $11"
+        )
     };
 }
 
@@ -51,22 +57,6 @@ macro_rules! with_reader {
         match &$store.inner {
             Inner::Sqlite { reader, .. } => {
                 let $conn = reader;
-                $body
-            }
-            Inner::Postgres(pool) => {
-                let $conn = pool;
-                $body
-            }
-        }
-    };
-}
-
-/// Runs `$body` with `$conn` bound to the pool for single-statement writes (SQLite: the writer).
-macro_rules! with_writer {
-    ($store:expr, |$conn:ident| $body:expr) => {
-        match &$store.inner {
-            Inner::Sqlite { writer, .. } => {
-                let $conn = writer;
                 $body
             }
             Inner::Postgres(pool) => {
@@ -92,6 +82,83 @@ macro_rules! in_transaction {
             }
         }
     };
+}
+
+/// SQLite: the one writer connection, kept between the queue's own writes (claim, heartbeat,
+/// finish) while more of them are waiting. Every return of a connection to sqlx's pool tests it
+/// with a ping, one more round trip to the connection's thread; handing the connection straight
+/// to the next waiting write saves that round trip and the pool's wake-up. It goes back to the
+/// pool as soon as no queue write waits, after an error, and after [`HOLD_AT_MOST`] writes in a
+/// row, so that the other writers (enqueues, the API's changes) wait for a few statements at most.
+#[derive(Debug, Default)]
+pub(crate) struct QueueWriter {
+    held: tokio::sync::Mutex<Held>,
+    /// Queue writes waiting for `held`.
+    waiting: AtomicUsize,
+}
+
+#[derive(Debug, Default)]
+struct Held {
+    conn: Option<PoolConnection<sqlx::Sqlite>>,
+    /// Writes since it was taken from the pool.
+    uses: u32,
+}
+
+/// Queue writes in a row on one held connection before it goes back to the pool.
+const HOLD_AT_MOST: u32 = 16;
+
+impl QueueWriter {
+    async fn lock(&self) -> tokio::sync::MutexGuard<'_, Held> {
+        // Counted while waiting, also when the waiting future is dropped.
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(&self.waiting);
+        self.held.lock().await
+    }
+
+    /// Gives a held connection back to the pool (before the pool closes, which waits for it).
+    pub(crate) async fn release(&self) {
+        self.held.lock().await.conn.take();
+    }
+
+    /// Keeps `conn` for the next queue write if one is waiting and all went well; otherwise it
+    /// goes back to the pool (dropped: sqlx tests and returns it).
+    fn put_back(&self, held: &mut Held, conn: PoolConnection<sqlx::Sqlite>, ok: bool) {
+        held.uses += 1;
+        if ok && held.uses < HOLD_AT_MOST && self.waiting.load(Ordering::SeqCst) > 0 {
+            held.conn = Some(conn);
+        } else {
+            held.uses = 0;
+        }
+    }
+}
+
+/// Runs `$body` with `$conn: &mut SqliteConnection`, the writer of `$pool` held by the store's
+/// [`QueueWriter`] (see there). `$body` may use `?`; the connection is put back first.
+macro_rules! on_queue_writer {
+    ($store:expr, $pool:expr, |$conn:ident| $body:expr) => {{
+        let queue_writer = &$store.shared.queue_writer;
+        let mut held = queue_writer.lock().await;
+        let mut conn = match held.conn.take() {
+            Some(conn) => conn,
+            None => {
+                held.uses = 0;
+                $pool.acquire().await?
+            }
+        };
+        let result: Result<_> = async {
+            let $conn: &mut sqlx::SqliteConnection = &mut conn;
+            Ok($body)
+        }
+        .await;
+        queue_writer.put_back(&mut held, conn, result.is_ok());
+        result?
+    }};
 }
 
 /// A job to enqueue. [`NewJob::new`] sets the defaults; the builder methods the rest.
@@ -532,7 +599,10 @@ impl Store {
     ) -> Result<Option<Job>> {
         let now = ts(now);
         let claimed = match &self.inner {
-            Inner::Sqlite { writer, .. } => sqlite::claim(writer, request, now).await?,
+            Inner::Sqlite { writer, .. } => {
+                on_queue_writer!(self, writer, |conn| sqlite::claim(conn, request, now)
+                    .await?)
+            }
             Inner::Postgres(pool) => postgres::claim(pool, request, now).await?,
         };
         let Some((job, seq)) = claimed else {
@@ -557,17 +627,25 @@ impl Store {
         const SQL: &str = "UPDATE jobs SET lease_expires_at = $1, updated_at = $2 \
              WHERE id = $3 AND state = 'running' AND lease_owner = $4 AND attempts = $5";
         let attempt = i32::try_from(lease.attempt).unwrap_or(i32::MAX);
-        let done = with_writer!(self, |pool| {
-            sqlx::query(SQL)
-                .bind(ts(until))
-                .bind(ts(now))
-                .bind(&lease.job_id)
-                .bind(&lease.owner)
-                .bind(attempt)
-                .execute(pool)
-                .await?
-                .rows_affected()
-        });
+        macro_rules! renew {
+            ($executor:expr) => {
+                sqlx::query(SQL)
+                    .bind(ts(until))
+                    .bind(ts(now))
+                    .bind(&lease.job_id)
+                    .bind(&lease.owner)
+                    .bind(attempt)
+                    .execute($executor)
+                    .await?
+                    .rows_affected()
+            };
+        }
+        let done = match &self.inner {
+            Inner::Sqlite { writer, .. } => {
+                on_queue_writer!(self, writer, |conn| renew!(&mut *conn))
+            }
+            Inner::Postgres(pool) => renew!(pool),
+        };
         Ok(done == 1)
     }
 
@@ -643,23 +721,17 @@ impl Store {
             };
         }
         let updated = match &self.inner {
+            // One statement on either backend, so no transaction of its own: one round trip.
             Inner::Sqlite { writer, .. } => {
-                let mut tx = writer.begin().await?;
-                // `fetch_all`: both statements run to their end.
-                let rows: Vec<(i32,)> = bind_update!(sqlx::query_as(sqlite::FINISH))
-                    .bind(JobEventKind::as_str(event))
-                    .bind(Json(data))
-                    .fetch_all(&mut *tx)
-                    .await?;
-                match rows.first() {
-                    Some((seq,)) => {
-                        tx.commit().await?;
-                        Some(i64::from(*seq))
-                    }
-                    None => None,
-                }
+                let row: Option<(i32,)> = on_queue_writer!(self, writer, |conn| {
+                    bind_update!(sqlx::query_as(sqlite::FINISH))
+                        .bind(JobEventKind::as_str(event))
+                        .bind(Json(data))
+                        .fetch_optional(&mut *conn)
+                        .await?
+                });
+                row.map(|(seq,)| i64::from(seq))
             }
-            // One statement, so no transaction of its own: one round trip instead of four.
             Inner::Postgres(pool) => {
                 let row: Option<(i32,)> = bind_update!(sqlx::query_as(postgres::FINISH))
                     .bind(JobEventKind::as_str(event))
@@ -982,8 +1054,8 @@ impl Store {
     }
 }
 
-/// SQLite: one writer, so a claim is one transaction on it whose first statement picks the job
-/// while applying every limit; nothing can slip in between the check and the start.
+/// SQLite: one writer, so a claim is one statement on it that picks the job while applying every
+/// limit and starts it; nothing can slip in between the check and the start.
 ///
 /// The pick walks `jobs_queued` in claim order (`INDEXED BY`) and stops at the first job whose
 /// key has room. Left to itself the planner (which has no statistics: nothing runs `ANALYZE`)
@@ -991,18 +1063,23 @@ impl Store {
 /// them all, on every claim: 1.8 ms instead of 0.2 ms with 5,000 jobs queued.
 mod sqlite {
     use super::*;
-    use sqlx::SqlitePool;
 
-    /// Two statements in one call to the connection's thread (each call is a cross-thread round
-    /// trip that costs far more than the SQL): the first writes the `started` event of the job
-    /// it picks, the second starts the job that event names. `changes()` is the first
-    /// statement's row count, so nothing starts when nothing was picked; with one writer
-    /// connection nothing can come in between.
+    /// One statement, so one call to the connection's thread (each call is a cross-thread
+    /// round trip that costs far more than the SQL) and atomic without a transaction of its
+    /// own: the pick (`$3` now, `$4` kinds, `$5` running limit, `$6` rate tolerance, `$7` now
+    /// in epoch seconds) starts the job (`$1` worker, `$2` lease end) and leaves the notes
+    /// that migration 0006's triggers turn into the `started` event and, with a rate limit
+    /// (`$8` its interval, `NULL` for none), the key's new token bucket state. With one writer
+    /// connection nothing can come in between the pick and the start.
     const CLAIM: &str = concat!(
-        "INSERT INTO job_events (job_id, seq, kind, data, created_at) \
-         SELECT j.id, j.event_seq + 1, 'started', \
-           json_object('attempt', j.attempts + 1, 'worker', $1), $3 \
-         FROM jobs j INDEXED BY jobs_queued \
+        "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = $1, \
+           lease_expires_at = $2, started_at = COALESCE(started_at, $3), updated_at = $3, \
+           event_seq = event_seq + 1, note_seq = event_seq + 1, note_kind = 'started', \
+           note_data = json_object('attempt', attempts + 1, 'worker', $1), \
+           note_tat = CASE WHEN $8 IS NULL OR concurrency_key IS NULL THEN NULL \
+             ELSE MAX(COALESCE((SELECT k.tat FROM job_rate_limits k \
+               WHERE k.concurrency_key = jobs.concurrency_key), 0), $7) + $8 END \
+         WHERE state = 'queued' AND id = (SELECT j.id FROM jobs j INDEXED BY jobs_queued \
            WHERE j.state = 'queued' AND j.run_at <= $3 \
              AND j.kind IN (SELECT value FROM json_each($4)) \
              AND (j.concurrency_key IS NULL OR ( \
@@ -1010,21 +1087,13 @@ mod sqlite {
                   AND r.state = 'running' AND r.lease_expires_at > $3) < $5 \
                AND NOT EXISTS (SELECT 1 FROM job_rate_limits k \
                   WHERE k.concurrency_key = j.concurrency_key AND k.tat - $6 > $7))) \
-           ORDER BY j.priority, j.run_at, j.id LIMIT 1; \
-         UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = $1, \
-           lease_expires_at = $2, started_at = COALESCE(started_at, $3), updated_at = $3, \
-           event_seq = event_seq + 1 \
-         WHERE changes() = 1 \
-           AND id = (SELECT job_id FROM job_events WHERE id = last_insert_rowid()) \
+           ORDER BY j.priority, j.run_at, j.id LIMIT 1) \
          RETURNING ",
         job_columns!()
     );
 
-    const TAKE_TOKEN: &str = "INSERT INTO job_rate_limits (concurrency_key, tat) VALUES ($1, $2 + $3) \
-         ON CONFLICT (concurrency_key) DO UPDATE SET tat = MAX(job_rate_limits.tat, $2) + $3";
-
     pub(super) async fn claim(
-        writer: &SqlitePool,
+        writer: &mut sqlx::SqliteConnection,
         request: &ClaimRequest<'_>,
         now: DateTime<Utc>,
     ) -> Result<Option<(Job, i64)>> {
@@ -1032,44 +1101,31 @@ mod sqlite {
         let (tolerance, interval) = request
             .limits
             .rate
-            .map_or((f64::MAX, 0.0), |r| (r.tolerance(), r.interval()));
-        let now_secs = epoch_secs(now);
-        let mut tx = writer.begin().await?;
-        // `fetch_all`: both statements run to their end.
-        let rows: Vec<JobRow> = sqlx::query_as(CLAIM)
+            .map_or((f64::MAX, None), |r| (r.tolerance(), Some(r.interval())));
+        let row: Option<JobRow> = sqlx::query_as(CLAIM)
             .bind(request.worker)
             .bind(lease_until(now, request.lease))
             .bind(now)
             .bind(kinds.to_string())
             .bind(i64::from(request.limits.max_running))
             .bind(tolerance)
-            .bind(now_secs)
-            .fetch_all(&mut *tx)
+            .bind(epoch_secs(now))
+            .bind(interval)
+            .fetch_optional(&mut *writer)
             .await?;
-        let Some(row) = rows.into_iter().next() else {
+        let Some(row) = row else {
             return Ok(None);
         };
-        if let (Some(key), Some(_)) = (&row.concurrency_key, request.limits.rate) {
-            sqlx::query(TAKE_TOKEN)
-                .bind(key)
-                .bind(now_secs)
-                .bind(interval)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
         let seq = i64::from(row.event_seq);
         Ok(Some((row.into_job()?, seq)))
     }
 
-    /// [`Store::finish`]'s update and its event in one call to the connection's thread (see
-    /// `CLAIM`): `$1`…`$11` as in `finish_update!`, `$12` event kind, `$13` its data. The
-    /// event is written only when the update changed the job (`changes()`).
+    /// [`Store::finish`]'s update as one statement (see `CLAIM`): `$1`…`$11` as in
+    /// `finish_update!`, `$12` event kind, `$13` its data, left as a note for migration
+    /// 0006's trigger, which writes the event only when the update changed the job.
     pub(super) const FINISH: &str = concat!(
-        finish_update!(),
-        " RETURNING event_seq; \
-         INSERT INTO job_events (job_id, seq, kind, data, created_at) \
-         SELECT id, event_seq, $12, $13, $8 FROM jobs WHERE changes() = 1 AND id = $9"
+        finish_update!(", note_seq = event_seq + 1, note_kind = $12, note_data = $13"),
+        " RETURNING event_seq"
     );
 }
 
@@ -1194,7 +1250,7 @@ mod postgres {
     /// data.
     pub(super) const FINISH: &str = concat!(
         "WITH u AS (",
-        finish_update!(),
+        finish_update!(""),
         " RETURNING id, event_seq), e AS (INSERT INTO job_events (job_id, seq, kind, data, created_at) \
            SELECT id, event_seq, $12, $13, $8 FROM u) \
          SELECT event_seq FROM u"

@@ -174,6 +174,8 @@ pub struct Store {
 struct Shared {
     signals: tokio::sync::broadcast::Sender<Signal>,
     listener: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// SQLite: the queue's hold on the writer connection.
+    queue_writer: jobs::QueueWriter,
 }
 
 #[derive(Debug, Clone)]
@@ -218,6 +220,7 @@ impl Store {
             shared: Arc::new(Shared {
                 signals: tokio::sync::broadcast::channel(signals::CAPACITY).0,
                 listener: tokio::sync::Mutex::new(None),
+                queue_writer: jobs::QueueWriter::default(),
             }),
         })
     }
@@ -337,6 +340,7 @@ impl Store {
         }
         match &self.inner {
             Inner::Sqlite { reader, writer } => {
+                self.shared.queue_writer.release().await;
                 reader.close().await;
                 writer.close().await;
             }

@@ -704,3 +704,287 @@ crate::both_backends!(events_are_numbered_in_order_and_signalled, |db| {
             .is_none()
     );
 });
+
+// On SQLite a claim and a finish are one statement each, whose event a trigger writes from the
+// note the statement leaves on the job (migration 0006); the other writes number their events
+// themselves. Interleaved, every event is written once, numbered without gaps, with its data
+// and time; a refused finish writes nothing.
+crate::both_backends!(
+    events_of_one_statement_writes_interleave_with_the_others,
+    |db| {
+        let store = db.store().await;
+        let id = store
+            .enqueue(&noop("x").max_attempts(5), t0())
+            .await
+            .unwrap()
+            .id;
+        let first = store
+            .claim(&request("w1", NO_LIMITS), t0() + secs(1))
+            .await
+            .unwrap()
+            .unwrap();
+        let lease = Lease::of(&first).unwrap();
+        store
+            .record_event(
+                &id,
+                JobEventKind::Step,
+                json!({"name": "a"}),
+                t0() + secs(2),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            store
+                .heartbeat(&lease, t0() + secs(100), t0() + secs(3))
+                .await
+                .unwrap()
+        );
+        let failure = JobFailure {
+            reason: FailureReason::Transient,
+            message: "try later".into(),
+        };
+        store
+            .finish(
+                &lease,
+                Finish::Retry {
+                    at: t0() + secs(10),
+                    failure: failure.clone(),
+                },
+                t0() + secs(4),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        // A second finish of the same run is refused and leaves no event.
+        assert_eq!(
+            store
+                .finish(&lease, Finish::Succeeded(json!(1)), t0() + secs(5))
+                .await
+                .unwrap(),
+            None
+        );
+        store
+            .record_event(
+                &id,
+                JobEventKind::Log,
+                json!({"message": "m"}),
+                t0() + secs(6),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        let second = store
+            .claim(&request("w2", NO_LIMITS), t0() + secs(10))
+            .await
+            .unwrap()
+            .unwrap();
+        store
+            .cancel_job(&id, "stop", t0() + secs(11))
+            .await
+            .unwrap()
+            .unwrap();
+        // The worker that lost its job to the cancel writes nothing.
+        assert_eq!(
+            store
+                .finish(
+                    &Lease::of(&second).unwrap(),
+                    Finish::Succeeded(json!(2)),
+                    t0() + secs(12)
+                )
+                .await
+                .unwrap(),
+            None
+        );
+        store
+            .retry_job(&id, t0() + secs(13))
+            .await
+            .unwrap()
+            .unwrap();
+        let third = store
+            .claim(&request("w3", NO_LIMITS), t0() + secs(14))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            third.attempts, 1,
+            "a retry by an operator resets the attempts"
+        );
+        store
+            .finish(
+                &Lease::of(&third).unwrap(),
+                Finish::Succeeded(json!({"done": true})),
+                t0() + secs(15),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+
+        assert_eq!(
+            event_kinds(&store, &id).await,
+            [
+                JobEventKind::Started,
+                JobEventKind::Step,
+                JobEventKind::Error,
+                JobEventKind::Log,
+                JobEventKind::Started,
+                JobEventKind::Finished,
+                JobEventKind::Log,
+                JobEventKind::Started,
+                JobEventKind::Finished,
+            ]
+        );
+        let events = store.events_after(&id, 0, 100).await.unwrap();
+        let at = |n: i64| t0() + secs(n);
+        let written: Vec<_> = events
+            .iter()
+            .map(|e| (e.seq, e.created_at, e.data.clone()))
+            .collect();
+        assert_eq!(
+            written,
+            [
+                (1, at(1), json!({"attempt": 1, "worker": "w1"})),
+                (2, at(2), json!({"name": "a"})),
+                (
+                    3,
+                    at(4),
+                    json!({"reason": "transient", "message": "try later", "attempt": 1,
+                           "retry_at": at(10)})
+                ),
+                (4, at(6), json!({"message": "m"})),
+                (5, at(10), json!({"attempt": 2, "worker": "w2"})),
+                (
+                    6,
+                    at(11),
+                    json!({"state": "cancelled",
+                           "error": {"reason": "cancelled", "message": "stop"}})
+                ),
+                (7, at(13), json!({"message": "queued again by an operator"})),
+                (8, at(14), json!({"attempt": 1, "worker": "w3"})),
+                (
+                    9,
+                    at(15),
+                    json!({"state": "succeeded", "result": {"done": true}})
+                ),
+            ]
+        );
+        let done = store.job(&id).await.unwrap().unwrap();
+        assert_eq!(done.state, JobState::Succeeded);
+        assert_eq!(done.result, Some(json!({"done": true})));
+    }
+);
+
+// On SQLite the queue's writes keep the one writer connection while more of them wait; the
+// other writers (enqueues, event records, reaps) still get it between them, a claim dropped
+// while it waits gives nothing up, and closing the store returns once the writes are done.
+crate::both_backends!(
+    other_writes_get_the_writer_while_workers_keep_it_busy,
+    |db| {
+        let store = db.store().await;
+        let total = 120;
+        let mut tx = store.begin().await.unwrap();
+        for i in 0..total {
+            tx.enqueue(&noop(&format!("{i}")), t0()).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+
+        // Workers claim and finish until the queue is empty after the last enqueue.
+        let enqueuing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let mut workers = tokio::task::JoinSet::new();
+        for n in 0..4 {
+            let store = store.clone();
+            let enqueuing = std::sync::Arc::clone(&enqueuing);
+            workers.spawn(async move {
+                let worker = format!("worker-{n}");
+                let mut finished = 0;
+                loop {
+                    let Some(job) = store
+                        .claim(&request(&worker, NO_LIMITS), t0())
+                        .await
+                        .unwrap()
+                    else {
+                        if enqueuing.load(std::sync::atomic::Ordering::SeqCst) {
+                            tokio::task::yield_now().await;
+                            continue;
+                        }
+                        return finished;
+                    };
+                    let lease = Lease::of(&job).unwrap();
+                    assert!(
+                        store
+                            .heartbeat(&lease, t0() + secs(60), t0())
+                            .await
+                            .unwrap()
+                    );
+                    tokio::task::yield_now().await;
+                    let state = store
+                        .finish(&lease, Finish::Succeeded(json!(null)), t0())
+                        .await
+                        .unwrap();
+                    assert_eq!(state, Some(JobState::Succeeded));
+                    finished += 1;
+                }
+            });
+        }
+        // Meanwhile other writers get through.
+        let extra = 30;
+        for i in 0..extra {
+            let id = store
+                .enqueue(&noop(&format!("extra {i}")), t0())
+                .await
+                .unwrap()
+                .id;
+            store
+                .record_event(&id, JobEventKind::Log, json!({"i": i}), t0())
+                .await
+                .unwrap();
+            store.reap_expired(t0()).await.unwrap();
+            // A claim dropped after its first poll, while it waits for the writer or its answer.
+            let impatient_request = request("impatient", NO_LIMITS);
+            let mut impatient = Box::pin(store.claim(&impatient_request, t0()));
+            std::future::poll_fn(|cx| {
+                let _ = impatient.as_mut().poll(cx);
+                std::task::Poll::Ready(())
+            })
+            .await;
+        }
+        enqueuing.store(false, std::sync::atomic::Ordering::SeqCst);
+        let mut finished = 0;
+        while let Some(n) = workers.join_next().await {
+            finished += n.unwrap();
+        }
+        let counts = store.job_counts().await.unwrap();
+        let count = |wanted: JobState| -> i64 {
+            counts
+                .iter()
+                .filter(|(_, state, _)| *state == wanted)
+                .map(|(_, _, n)| n)
+                .sum()
+        };
+        assert_eq!(count(JobState::Queued), 0);
+        assert_eq!(count(JobState::Succeeded), i64::from(finished));
+        // A dropped claim may have started a job before it was dropped; nobody else ran it.
+        assert_eq!(
+            i64::from(finished) + count(JobState::Running),
+            i64::from(total + extra),
+        );
+        let running = store
+            .list_jobs(
+                &crate::jobs::JobFilter {
+                    state: Some(JobState::Running),
+                    ..Default::default()
+                },
+                1000,
+                None,
+            )
+            .await
+            .unwrap();
+        assert!(
+            running
+                .data
+                .iter()
+                .all(|job| job.lease_owner.as_deref() == Some("impatient"))
+        );
+        store.close().await;
+    }
+);

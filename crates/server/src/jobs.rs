@@ -242,12 +242,10 @@ pub struct Handlers {
 }
 
 impl Handlers {
-    /// The handlers of the kinds kodiai has.
+    /// The handlers that need nothing from the configuration (`noop`); a server's full set,
+    /// with the GitHub work, is [`Handlers::for_config`].
     pub fn builtin() -> Self {
-        Self::default()
-            .with(JobKind::Noop, |_ctx: JobContext| async { Ok(Value::Null) })
-            .with(JobKind::Review, crate::handlers::review::run)
-            .with(JobKind::Mention, crate::handlers::mention::run)
+        Self::default().with(JobKind::Noop, |_ctx: JobContext| async { Ok(Value::Null) })
     }
 
     /// Adds or replaces the handler of `kind`.

@@ -240,7 +240,8 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 signal.await;
                 stop.cancel();
             });
-            server::run_workers(config, kodiai::jobs::Handlers::builtin(), token).await?;
+            let handlers = kodiai::jobs::Handlers::for_config(&config)?;
+            server::run_workers(config, handlers, token).await?;
             tracing::info!("stopped");
             Ok(())
         }

@@ -50,20 +50,13 @@ async fn start_workspace_sweeper(
 
 /// What a server runs beyond the configuration: extra routes (tests add their own), the job
 /// handlers, and the queue's clock.
+#[derive(Default)]
 pub struct Setup {
     pub routes: Router<AppState>,
-    pub handlers: Handlers,
+    /// The workers' handlers; `None`: kodiai's own for the configuration
+    /// ([`Handlers::for_config`]).
+    pub handlers: Option<Handlers>,
     pub clock: Clock,
-}
-
-impl Default for Setup {
-    fn default() -> Self {
-        Self {
-            routes: Router::new(),
-            handlers: Handlers::builtin(),
-            clock: Clock::System,
-        }
-    }
 }
 
 /// A server that is accepting connections, with its workers running.
@@ -125,11 +118,15 @@ pub async fn start(config: Config, setup: Setup) -> anyhow::Result<RunningServer
     let grace = config.server.shutdown_grace();
     let shutdown = CancellationToken::new();
     start_workspace_sweeper(&config, &shutdown).await?;
+    let handlers = match setup.handlers {
+        Some(handlers) => handlers,
+        None => Handlers::for_config(&config)?,
+    };
     let size = config.jobs.workers;
     let workers = (size > 0).then(|| {
         let pool = WorkerPool::start(
             store.clone(),
-            setup.handlers,
+            handlers,
             WorkerSettings::from_config(&config.jobs),
             setup.clock.clone(),
             size,

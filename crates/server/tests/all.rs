@@ -8,6 +8,7 @@ mod suite {
     mod cli;
     mod errors;
     mod github_client;
+    mod github_jobs;
     mod jobs_api;
     mod llm;
     mod multiprocess;

@@ -130,7 +130,7 @@ impl TestAppBuilder {
 
     /// The job handlers of the server's workers (default: kodiai's own).
     pub fn handlers(mut self, handlers: Handlers) -> Self {
-        self.setup.handlers = handlers;
+        self.setup.handlers = Some(handlers);
         self
     }
 

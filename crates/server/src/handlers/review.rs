@@ -1,19 +1,40 @@
 //! The `review` job: a pull request that was opened, reopened, marked ready or pushed to.
+//! Ingress made the job from the payload alone (a reviewed action, neither kodiai nor a
+//! disallowed bot caused it); here the repository's `.kodiai.yml` decides whether this pull
+//! request is reviewed now (`review.enabled`, `review.on`, `skip_drafts`, `skip_authors`).
 
-use kodiai_protocol::JobSpec;
+use std::sync::Arc;
+
+use kodiai_protocol::{JobSpec, ReviewJob};
 use serde_json::{Value, json};
 
+use super::{GithubWork, repository_config, split_repository};
 use crate::jobs::{JobContext, JobError};
+use crate::repo_config::{RepoConfig, ReviewAction};
 
-/// Runs a review job. Today it reports what ingress decided from the payload (the action was
-/// one that is reviewed, neither kodiai nor a disallowed bot caused it) and which pull request
-/// at which head the review is for.
-pub async fn run(ctx: JobContext) -> Result<Value, JobError> {
+/// Runs a review job: the gate, then (with the review issue) the review.
+pub async fn run(ctx: JobContext, github: Arc<GithubWork>) -> Result<Value, JobError> {
     let JobSpec::Review(job) = ctx.spec() else {
         return Err(JobError::permanent(
             "the review handler got another kind of job",
         ));
     };
+    let client = github.installation(job.installation_id)?;
+    let (owner, repo) = split_repository(&job.repository)?;
+    let config = repository_config(&ctx, &client, owner, repo, job.pull_number).await?;
+    if let Some(reason) = skip_reason(&config, job) {
+        ctx.log(&format!(
+            "not reviewing {}#{}: {reason}",
+            job.repository, job.pull_number
+        ))
+        .await?;
+        return Ok(json!({
+            "decision": "skipped",
+            "reason": reason,
+            "delivery_id": job.delivery_id,
+            "pull_number": job.pull_number,
+        }));
+    }
     ctx.log(&format!(
         "review of {}#{} at {} ({})",
         job.repository, job.pull_number, job.head_sha, job.action
@@ -21,7 +42,6 @@ pub async fn run(ctx: JobContext) -> Result<Value, JobError> {
     .await?;
     Ok(json!({
         "decision": "review",
-        "decided_by": "payload",
         "delivery_id": job.delivery_id,
         "repository": job.repository,
         "pull_number": job.pull_number,
@@ -29,4 +49,29 @@ pub async fn run(ctx: JobContext) -> Result<Value, JobError> {
         "action": job.action,
         "draft": job.draft,
     }))
+}
+
+/// Why `.kodiai.yml` says not to review this pull request now, if it does.
+fn skip_reason(config: &RepoConfig, job: &ReviewJob) -> Option<String> {
+    let review = &config.review;
+    if !review.enabled {
+        return Some("reviews are turned off in .kodiai.yml".into());
+    }
+    let action = serde_json::from_value::<ReviewAction>(Value::String(job.action.clone())).ok();
+    if !action.is_some_and(|a| review.on.contains(&a)) {
+        return Some(format!(
+            "`{}` is not in review.on of .kodiai.yml",
+            job.action
+        ));
+    }
+    if job.draft && review.skip_drafts {
+        return Some("the pull request is a draft (review.skip_drafts)".into());
+    }
+    if !review.wants_author(&job.author) {
+        return Some(format!(
+            "pull requests by {} are skipped (review.skip_authors)",
+            job.author
+        ));
+    }
+    None
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use kodiai::bench::ServeProcess;
 use kodiai_protocol::{DeliveryOutcome, Job, JobState, WebhookAck};
+use kodiai_test_support::github::FakeGithub;
 use kodiai_test_support::webhooks::{WEBHOOK_SECRET, delivery_id, fixture, signature};
 
 const EXE: &str = env!("CARGO_BIN_EXE_kodiai");
@@ -49,11 +50,20 @@ async fn a_job_acknowledged_before_a_sigkill_runs_after_the_restart() {
         panic!("{ack:?}");
     };
 
+    // The review job reads the repository's `.kodiai.yml` from GitHub: a fake one, in
+    // personal-token mode.
+    let github = FakeGithub::start().await;
+    github
+        .accept_token("restart-test-github-token")
+        .add_repo("Codertocat/Hello-World", "main");
+    let api_url = github.api_url();
     let env = [
         ("DATABASE_URL", url.as_str()),
         ("GITHUB_WEBHOOK_SECRET", WEBHOOK_SECRET),
         ("KODIAI_ADMIN_TOKEN", TOKEN),
         ("KODIAI_WORKERS", "1"),
+        ("GITHUB_TOKEN", "restart-test-github-token"),
+        ("GITHUB_API_URL", api_url.as_str()),
     ];
     let mut second = ServeProcess::start(Path::new(EXE), dir.path(), &env)
         .await
@@ -85,6 +95,8 @@ async fn a_job_acknowledged_before_a_sigkill_runs_after_the_restart() {
         .unwrap();
     assert_eq!(job.state, JobState::Succeeded, "{job:?}");
     assert_eq!(job.delivery_id.as_deref(), Some(id.as_str()));
-    assert_eq!(job.result.unwrap()["pull_number"], 2);
+    let result = job.result.unwrap();
+    assert_eq!(result["pull_number"], 2);
+    assert_eq!(result["decision"], "review", "{result}");
     second.kill().await;
 }

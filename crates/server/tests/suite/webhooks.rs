@@ -387,7 +387,15 @@ app_test!(
 app_test!(
     bots_and_kodiais_own_events_make_no_job_and_a_mention_runs_its_job,
     builder | builder | {
+        // The mention's job asks GitHub for the sender's permission: a fake, in token mode.
+        let github = kodiai_test_support::github::FakeGithub::start().await;
+        github
+            .accept_token("webhook-tests-github-token")
+            .add_repo("Codertocat/Hello-World", "main")
+            .set_permission("Codertocat/Hello-World", "octocat", "write");
         let Some(app) = builder
+            .env("GITHUB_TOKEN", "webhook-tests-github-token")
+            .env("GITHUB_API_URL", &github.api_url())
             .env("KODIAI_ADMIN_TOKEN", TOKEN)
             .env("GITHUB_APP_SLUG", "kodiai")
             .spawn()
@@ -448,7 +456,8 @@ app_test!(
         let job = store.job(&job_id).await.unwrap().unwrap();
         assert_eq!(job.state, JobState::Succeeded, "{job:?}");
         let result = job.result.unwrap();
-        assert_eq!(result["decision"], "answer");
+        assert_eq!(result["decision"], "answer", "{result}");
+        assert_eq!(result["permission"], "write");
         assert_eq!(result["request"], "what does this do?");
         assert_eq!(result["sender"], "octocat");
     }

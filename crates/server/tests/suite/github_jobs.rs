@@ -1,0 +1,266 @@
+//! The review and mention jobs against the fake GitHub, through the real server and its
+//! webhook: what ingress could not decide from the payload (the repository's `.kodiai.yml` from
+//! the default branch, the sender's permission) is decided by the job, after the 202.
+
+use std::sync::Arc;
+
+use kodiai::jobs::{Handlers, Outcome, Worker, WorkerSettings};
+use kodiai_protocol::{DeliveryOutcome, Job, JobState, WebhookAck};
+use kodiai_test_support::github::FakeGithub;
+use kodiai_test_support::webhooks::fixture;
+use kodiai_test_support::{TestApp, app_test};
+use serde_json::{Value, json};
+
+const REPO: &str = "Codertocat/Hello-World";
+
+async fn app(fake: &FakeGithub, builder: kodiai_test_support::TestAppBuilder) -> Option<TestApp> {
+    fake.add_repo(REPO, "main");
+    builder
+        .github_app(fake)
+        .env("KODIAI_WORKERS", "0")
+        .env("GITHUB_APP_SLUG", "kodiai")
+        .spawn()
+        .await
+}
+
+/// Sends `payload` as `event` and returns the job it made.
+async fn deliver(app: &TestApp, event: &str, payload: &Value) -> String {
+    let response = app.send_webhook(event, payload).await;
+    assert_eq!(response.status(), 202);
+    let ack: WebhookAck = response.json().await.unwrap();
+    let DeliveryOutcome::Job { job_id } = ack.outcome else {
+        panic!("no job: {ack:?}");
+    };
+    job_id
+}
+
+/// Runs the queued job with kodiai's own handlers for the app's configuration, as a worker
+/// would, and returns it finished.
+async fn run_job(app: &TestApp, job_id: &str) -> Job {
+    let state = app.state();
+    let handlers = Handlers::for_config(&state.config).unwrap();
+    let worker = Worker::new(
+        state.store.clone(),
+        handlers,
+        Arc::new(WorkerSettings::from_config(&state.config.jobs)),
+        state.clock.clone(),
+    );
+    let outcome = worker.try_execute_job().await.unwrap();
+    assert!(matches!(outcome, Outcome::Completed { .. }), "{outcome:?}");
+    let job = state.store.job(job_id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+    job
+}
+
+fn mention(body: &str, login: &str) -> Value {
+    let mut payload = fixture("issue_comment/created.with-installation.payload.json");
+    payload["comment"]["body"] = json!(body);
+    payload["comment"]["id"] = json!(fastrand::u64(1..1_000_000_000));
+    for at in ["/comment/user", "/sender"] {
+        payload.pointer_mut(at).unwrap()["login"] = json!(login);
+    }
+    payload
+}
+
+fn permission_requests(fake: &FakeGithub) -> usize {
+    fake.requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/permission"))
+        .count()
+}
+
+app_test!(
+    a_mention_from_a_reader_is_refused_by_its_job_with_the_reason_and_one_reply,
+    builder | builder | {
+        let fake = FakeGithub::start().await;
+        let Some(app) = app(&fake, builder).await else {
+            return;
+        };
+        fake.set_permission(REPO, "Codertocat", "read");
+        let job_id = deliver(
+            &app,
+            "issue_comment",
+            &mention("@kodiai fix the tests", "Codertocat"),
+        )
+        .await;
+        // The 202 came before anything was asked of GitHub: the check is the job's.
+        assert_eq!(permission_requests(&fake), 0);
+
+        let job = run_job(&app, &job_id).await;
+        let result = job.result.unwrap();
+        assert_eq!(result["decision"], "refused", "{result}");
+        assert!(
+            result["reason"].as_str().unwrap().contains("read access"),
+            "{result}"
+        );
+        assert_eq!(result["replied"], true);
+        assert_eq!(permission_requests(&fake), 1);
+        let replies = fake.issue_comments(REPO, 1);
+        assert_eq!(replies.len(), 1, "{replies:?}");
+        let body = replies[0]["body"].as_str().unwrap();
+        assert!(
+            body.contains("<!-- kodiai:refused:codertocat -->"),
+            "{body}"
+        );
+        assert!(
+            !body.contains("@Codertocat"),
+            "the reply must not notify: {body}"
+        );
+
+        // Asking again on the same thread: refused again, but no second reply.
+        let again = deliver(
+            &app,
+            "issue_comment",
+            &mention("@kodiai please?", "Codertocat"),
+        )
+        .await;
+        let result = run_job(&app, &again).await.result.unwrap();
+        assert_eq!(result["decision"], "refused");
+        assert_eq!(result["replied"], false);
+        assert_eq!(fake.issue_comments(REPO, 1).len(), 1);
+        // No model was involved in any of this.
+        assert!(
+            app.state()
+                .store
+                .llm_calls_of_job(&job_id)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+);
+
+app_test!(
+    writers_and_allowed_users_pass_the_gate_and_the_repository_can_turn_mentions_off,
+    builder | builder | {
+        let fake = FakeGithub::start().await;
+        let Some(app) = app(&fake, builder).await else {
+            return;
+        };
+        fake.set_permission(REPO, "writer", "write");
+        fake.set_permission(REPO, "guest", "read");
+        let job_id = deliver(
+            &app,
+            "issue_comment",
+            &mention("@kodiai explain this", "writer"),
+        )
+        .await;
+        let result = run_job(&app, &job_id).await.result.unwrap();
+        assert_eq!(result["decision"], "answer", "{result}");
+        assert_eq!(result["permission"], "write");
+        assert_eq!(result["request"], "explain this");
+
+        // .kodiai.yml on the default branch lets a reader in without asking GitHub.
+        fake.put_file(
+            REPO,
+            ".kodiai.yml",
+            "permissions:\n  allowed_users: [guest]\n",
+        );
+        let before = permission_requests(&fake);
+        let job_id = deliver(
+            &app,
+            "issue_comment",
+            &mention("@kodiai explain that", "guest"),
+        )
+        .await;
+        let result = run_job(&app, &job_id).await.result.unwrap();
+        assert_eq!(result["decision"], "answer", "{result}");
+        assert_eq!(result["permission"], "allowed_users");
+        assert_eq!(permission_requests(&fake), before);
+
+        fake.put_file(REPO, ".kodiai.yml", "mention:\n  enabled: false\n");
+        let job_id = deliver(&app, "issue_comment", &mention("@kodiai explain", "writer")).await;
+        let result = run_job(&app, &job_id).await.result.unwrap();
+        assert_eq!(result["decision"], "ignored", "{result}");
+        assert_eq!(result["reason"], "mentions are turned off in .kodiai.yml");
+        assert!(fake.issue_comments(REPO, 1).is_empty());
+    }
+);
+
+app_test!(
+    an_invalid_kodiai_yml_means_the_defaults_and_one_comment_that_names_the_line,
+    builder | builder | {
+        let fake = FakeGithub::start().await;
+        let Some(app) = app(&fake, builder).await else {
+            return;
+        };
+        fake.set_permission(REPO, "writer", "admin");
+        fake.put_file(
+            REPO,
+            ".kodiai.yml",
+            "mention:\n  enabled: true\nsettings:\n  max_turns: 500\n",
+        );
+        for ask in ["@kodiai one", "@kodiai two"] {
+            let job_id = deliver(&app, "issue_comment", &mention(ask, "writer")).await;
+            let result = run_job(&app, &job_id).await.result.unwrap();
+            // The defaults apply: mentions are on, the writer is answered.
+            assert_eq!(result["decision"], "answer", "{result}");
+        }
+        let comments = fake.issue_comments(REPO, 1);
+        assert_eq!(
+            comments.len(),
+            1,
+            "one comment however many events: {comments:?}"
+        );
+        let body = comments[0]["body"].as_str().unwrap();
+        assert!(
+            body.contains("<!-- kodiai:config-error:.kodiai.yml -->"),
+            "{body}"
+        );
+        assert!(body.contains(".kodiai.yml:4"), "names the line: {body}");
+        assert!(body.contains("settings.max_turns"), "names the key: {body}");
+        assert!(body.contains("`main`"), "names the branch: {body}");
+    }
+);
+
+app_test!(
+    review_jobs_follow_the_repositorys_review_settings,
+    builder | builder | {
+        let fake = FakeGithub::start().await;
+        let Some(app) = app(&fake, builder).await else {
+            return;
+        };
+        let opened = fixture("pull_request/opened.payload.json");
+        let job_id = deliver(&app, "pull_request", &opened).await;
+        let result = run_job(&app, &job_id).await.result.unwrap();
+        assert_eq!(result["decision"], "review", "{result}");
+        assert_eq!(result["pull_number"], 2);
+
+        let mut draft = opened.clone();
+        draft["pull_request"]["draft"] = json!(true);
+        let job_id = deliver(&app, "pull_request", &draft).await;
+        let result = run_job(&app, &job_id).await.result.unwrap();
+        assert_eq!(result["decision"], "skipped", "{result}");
+        assert!(
+            result["reason"].as_str().unwrap().contains("draft"),
+            "{result}"
+        );
+
+        // synchronize is routed, but reviewed only when review.on asks for it.
+        let sync = fixture("pull_request/synchronize.payload.json");
+        let job_id = deliver(&app, "pull_request", &sync).await;
+        let result = run_job(&app, &job_id).await.result.unwrap();
+        assert_eq!(result["decision"], "skipped", "{result}");
+        fake.put_file(
+            REPO,
+            ".kodiai.yml",
+            "review:\n  on: [opened, synchronize]\n  skip_authors: [someone-else]\n",
+        );
+        let job_id = deliver(&app, "pull_request", &sync).await;
+        let result = run_job(&app, &job_id).await.result.unwrap();
+        assert_eq!(result["decision"], "review", "{result}");
+
+        fake.put_file(
+            REPO,
+            ".kodiai.yml",
+            "review:\n  skip_authors: [Codertocat]\n",
+        );
+        let job_id = deliver(&app, "pull_request", &opened).await;
+        let result = run_job(&app, &job_id).await.result.unwrap();
+        assert_eq!(result["decision"], "skipped", "{result}");
+        assert!(
+            result["reason"].as_str().unwrap().contains("skip_authors"),
+            "{result}"
+        );
+    }
+);

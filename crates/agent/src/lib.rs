@@ -2,3 +2,5 @@
 //! the CLI backends, and the git workspaces (mirrors and worktrees) jobs run in.
 //!
 //! Architecture Invariant: nothing here knows GitHub, HTTP serving or the database.
+
+pub mod tools;

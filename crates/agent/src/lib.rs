@@ -3,4 +3,7 @@
 //!
 //! Architecture Invariant: nothing here knows GitHub, HTTP serving or the database.
 
+pub mod agent;
 pub mod tools;
+
+pub use agent::{AgentRun, Limits, RunOutcome, Task, start};

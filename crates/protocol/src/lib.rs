@@ -6,9 +6,11 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+pub mod agent;
 pub mod jobs;
 pub mod tools;
 
+pub use agent::{AgentEvent, FinishReason, TokenUsage};
 pub use jobs::{
     FailureReason, Job, JobDetail, JobEvent, JobEventKind, JobFailure, JobKind, JobSpec, JobState,
     NoopJob, UnknownName,

@@ -2,6 +2,8 @@
 //! held to (`startup`: the real binary; `queue`: the store and workers in process), and the real
 //! binary as child processes ([`ServeProcess`], [`KodiaiProcess`]) for benchmarks and tests.
 
+pub mod agent;
+
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;

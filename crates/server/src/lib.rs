@@ -10,6 +10,7 @@ pub mod http;
 pub mod jobs;
 pub mod llm;
 pub mod repo_config;
+pub mod run;
 pub mod server;
 pub mod telemetry;
 

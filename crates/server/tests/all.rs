@@ -13,6 +13,7 @@ mod suite {
     mod multiprocess;
     mod operations;
     mod repo_config;
+    mod run;
     mod shutdown;
     mod workers;
 }

@@ -191,7 +191,7 @@ impl AgentRun {
 
     /// Drops the remaining events and returns the outcome.
     pub async fn outcome(mut self) -> RunOutcome {
-        self.events.close();
+        // Read, not close: a closed channel means nobody wants the run, which stops it.
         while self.events.recv().await.is_some() {}
         match self.task.await {
             Ok(outcome) => outcome,
@@ -280,17 +280,23 @@ fn token_usage(usage: &Usage) -> TokenUsage {
     }
 }
 
-/// Waits until the run must stop from outside: cancellation or the deadline.
-async fn stopped(cancel: &CancellationToken, deadline: Option<Instant>) -> FinishReason {
-    match deadline {
-        Some(deadline) => tokio::select! {
-            () = cancel.cancelled() => FinishReason::Cancelled,
-            () = tokio::time::sleep_until(deadline) => FinishReason::Timeout,
-        },
-        None => {
-            cancel.cancelled().await;
-            FinishReason::Cancelled
+/// Waits until the run must stop from outside: cancellation, the deadline, or the reader gone
+/// (the [`AgentRun`] was dropped, which counts as a cancellation).
+async fn stopped(
+    cancel: &CancellationToken,
+    deadline: Option<Instant>,
+    reader: &mpsc::Sender<AgentEvent>,
+) -> FinishReason {
+    let timeout = async {
+        match deadline {
+            Some(deadline) => tokio::time::sleep_until(deadline).await,
+            None => std::future::pending().await,
         }
+    };
+    tokio::select! {
+        () = cancel.cancelled() => FinishReason::Cancelled,
+        () = reader.closed() => FinishReason::Cancelled,
+        () = timeout => FinishReason::Timeout,
     }
 }
 
@@ -309,8 +315,9 @@ async fn drive(task: Task, sender: mpsc::Sender<AgentEvent>) -> RunOutcome {
     };
     let specs = task.tools.registry().specs();
     let provider = task.model.name().to_owned();
+    let reader = run.sender.clone();
     loop {
-        if task.cancel.is_cancelled() {
+        if task.cancel.is_cancelled() || run.detached {
             return run.finish(FinishReason::Cancelled, None).await;
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -327,10 +334,11 @@ async fn drive(task: Task, sender: mpsc::Sender<AgentEvent>) -> RunOutcome {
         run.emit(AgentEvent::TurnStarted { turn }).await;
         run.text.clear();
 
-        // The model call.
-        let request = ChatRequest {
+        // The model call. The conversation moves into the request and back, not copied, so
+        // a turn costs the same however long the conversation is.
+        let mut request = ChatRequest {
             system: task.system.clone(),
-            messages: run.messages.clone(),
+            messages: std::mem::take(&mut run.messages),
             tools: specs.clone(),
             settings: task.settings.clone(),
         };
@@ -339,9 +347,10 @@ async fn drive(task: Task, sender: mpsc::Sender<AgentEvent>) -> RunOutcome {
             tokio::pin!(call);
             tokio::select! {
                 answer = &mut call => answer,
-                reason = stopped(&task.cancel, deadline) => Err(Stop::Reason(reason)),
+                reason = stopped(&task.cancel, deadline, &reader) => Err(Stop::Reason(reason)),
             }
         };
+        run.messages = std::mem::take(&mut request.messages);
         let response = match answer {
             Ok(response) => response,
             Err(Stop::Reason(reason)) => return run.finish(reason, None).await,
@@ -380,7 +389,7 @@ async fn drive(task: Task, sender: mpsc::Sender<AgentEvent>) -> RunOutcome {
             tokio::pin!(dispatch);
             tokio::select! {
                 results = &mut dispatch => Ok(results),
-                reason = stopped(&task.cancel, deadline) => {
+                reason = stopped(&task.cancel, deadline, &reader) => {
                     // Tell the tools, and let them stop their processes before we go.
                     ctx.cancel.cancel();
                     let _ = tokio::time::timeout(TOOL_GRACE, &mut dispatch).await;

@@ -569,3 +569,18 @@ async fn a_failing_model_call_ends_the_run_with_reason_error() {
     assert!(!all.contains(KEY));
     let _: Value = serde_json::from_str(&all).unwrap();
 }
+
+#[tokio::test]
+async fn dropping_the_run_stops_it_and_its_tools() {
+    let dir = workspace();
+    let fake = FakeLlm::start(Api::Anthropic).await;
+    fake.push(Reply::tool_calls(&[("c1", "wait_forever", json!({}))]));
+    fake.push(Reply::text("never asked for"));
+    let (tool, started, cleaned_up) = blocker(false);
+    let run = start(task(&fake, router(dir.path(), vec![tool]).await));
+    started.notified().await;
+    drop(run);
+    // The tool's token is cancelled although nobody called `cancel`.
+    cleaned_up.notified().await;
+    assert_eq!(fake.requests().len(), 1);
+}

@@ -162,7 +162,7 @@ pub async fn agent(turns: &[u32]) -> anyhow::Result<String> {
     }
     writeln!(
         out,
-        "per turn includes sending the whole conversation, which grows with the turns"
+        "the conversation moves into each request (not copied), so a turn costs the same as it grows"
     )?;
     Ok(out)
 }

@@ -3,5 +3,8 @@
 //!
 //! Architecture Invariant: nothing here knows GitHub, HTTP serving or the database.
 
+pub mod agent;
 pub mod tools;
 pub mod workspace;
+
+pub use agent::{AgentRun, Limits, RunOutcome, Task, start};

@@ -6,10 +6,12 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+pub mod agent;
 pub mod deliveries;
 pub mod jobs;
 pub mod tools;
 
+pub use agent::{AgentEvent, FinishReason, TokenUsage};
 pub use deliveries::{Delivery, DeliveryDetail, DeliveryOutcome, WebhookAck};
 pub use jobs::{
     FailureReason, Job, JobDetail, JobEvent, JobEventKind, JobFailure, JobKind, JobSpec, JobState,

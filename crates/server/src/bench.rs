@@ -2,6 +2,7 @@
 //! held to (`startup`: the real binary; `queue`: the store and workers in process), and the real
 //! binary as child processes ([`ServeProcess`], [`KodiaiProcess`]) for benchmarks and tests.
 
+pub mod agent;
 pub mod checkout;
 
 use std::fmt::Write as _;

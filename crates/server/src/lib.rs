@@ -12,6 +12,7 @@ pub mod ingress;
 pub mod jobs;
 pub mod llm;
 pub mod repo_config;
+pub mod run;
 pub mod server;
 pub mod telemetry;
 

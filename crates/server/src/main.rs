@@ -54,6 +54,9 @@ enum Command {
     /// Talk to the configured model provider.
     #[command(subcommand)]
     Llm(LlmCommand),
+    /// Run one agent task in a directory and print its events; exit 0 when it completed, 1
+    /// when it ended otherwise, 2 on bad usage.
+    Run(kodiai::run::RunArgs),
 }
 
 #[derive(Subcommand)]
@@ -169,6 +172,13 @@ enum BenchCommand {
         #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=1000))]
         runs: u32,
     },
+    /// The agent loop's overhead per turn, with an instant in-process model and tool.
+    Agent {
+        /// Task lengths to measure, in turns.
+        #[arg(long, value_delimiter = ',', default_values_t = [10u32, 100, 1000],
+            value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        turns: Vec<u32>,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -218,6 +228,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Command::Run(args) = command {
+        return runtime.block_on(kodiai::run::command(&config.llm, args));
+    }
     let result = runtime.block_on(run(command, config));
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -277,6 +290,16 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 .await
                 .context("llm ping failed")?;
             println!("{report}");
+            Ok(())
+        }
+        // Handled in `main`, which owns its exit code.
+        Command::Run(args) => {
+            let code = kodiai::run::command(&config.llm, args).await;
+            anyhow::ensure!(code == ExitCode::SUCCESS, "the task did not complete");
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Agent { turns }) => {
+            print!("{}", bench::agent::agent(&turns).await?);
             Ok(())
         }
         Command::Bench(BenchCommand::Startup { runs }) => {

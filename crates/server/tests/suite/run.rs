@@ -1,0 +1,208 @@
+//! `kodiai run` as the real binary against the fake model APIs: the agent edits a directory,
+//! prints its events (JSON lines or text), and exits by outcome (0 completed, 1 otherwise, 2 bad
+//! usage).
+
+use kodiai_protocol::{AgentEvent, FinishReason};
+use kodiai_test_support::llm::{Api, FakeError, FakeLlm, Reply};
+use serde_json::json;
+
+const EXE: &str = env!("CARGO_BIN_EXE_kodiai");
+
+fn workspace() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("greet.txt"), "helo world\n").unwrap();
+    dir
+}
+
+async fn kodiai_run(fake: Option<&FakeLlm>, args: &[&str]) -> std::process::Output {
+    let cwd = tempfile::tempdir().unwrap();
+    let mut command = tokio::process::Command::new(EXE);
+    command
+        .arg("run")
+        .args(args)
+        .current_dir(cwd.path())
+        .env_remove("KODIAI_CONFIG")
+        .env_remove("KODIAI_MODEL")
+        .env_remove("ANTHROPIC_API_KEY")
+        .env_remove("ANTHROPIC_BASE_URL")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_BASE_URL")
+        .env_remove("GEMINI_API_KEY")
+        .env_remove("CLAUDE_CODE_OAUTH_TOKEN");
+    match fake.map(|f| (f.api, f.base_url())) {
+        Some((Api::Anthropic, base)) => {
+            command
+                .env("ANTHROPIC_API_KEY", "sk-ant-test-not-real")
+                .env("ANTHROPIC_BASE_URL", base)
+                .env("KODIAI_MODEL", "anthropic/claude-haiku-4-5");
+        }
+        Some((Api::OpenAi, base)) => {
+            command
+                .env("OPENAI_API_KEY", "sk-test-not-real")
+                .env("OPENAI_BASE_URL", base)
+                .env("KODIAI_MODEL", "openai/gpt-4.1-mini");
+        }
+        Some((Api::Gemini, _)) | None => {}
+    }
+    command.output().await.unwrap()
+}
+
+fn events(stdout: &[u8]) -> Vec<AgentEvent> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}")))
+        .collect()
+}
+
+#[tokio::test]
+async fn run_edits_the_directory_and_prints_json_events() {
+    let dir = workspace();
+    let fake = FakeLlm::start(Api::Anthropic).await;
+    fake.push(Reply::tool_calls(&[(
+        "toolu_1",
+        "read_file",
+        json!({"path": "greet.txt"}),
+    )]));
+    fake.push(Reply::tool_calls(&[(
+        "toolu_2",
+        "edit_file",
+        json!({"path": "greet.txt", "old_text": "helo", "new_text": "hello"}),
+    )]));
+    fake.push(Reply::text("Fixed the typo."));
+    let path = dir.path().to_str().unwrap();
+    let output = kodiai_run(
+        Some(&fake),
+        &["--dir", path, "--json", "Fix the typo in greet.txt"],
+    )
+    .await;
+
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("greet.txt")).unwrap(),
+        "hello world\n"
+    );
+    let events = events(&output.stdout);
+    assert!(matches!(events[0], AgentEvent::TurnStarted { turn: 1 }));
+    match events.last().unwrap() {
+        AgentEvent::Finished {
+            reason,
+            turns,
+            text,
+            ..
+        } => {
+            assert_eq!(*reason, FinishReason::Completed);
+            assert_eq!(*turns, 3);
+            assert_eq!(text, "Fixed the typo.");
+        }
+        other => panic!("{other:?}"),
+    }
+    let results: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            AgentEvent::ToolResult { name, is_error, .. } => Some((name.as_str(), *is_error)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(results, [("read_file", false), ("edit_file", false)]);
+    // The model got the workspace tools, the instructions and the configured model.
+    let first = &fake.requests()[0].body;
+    assert_eq!(first["model"], "claude-haiku-4-5");
+    let tools: Vec<_> = first["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect();
+    for name in [
+        "read_file",
+        "list_files",
+        "search",
+        "edit_file",
+        "write_file",
+    ] {
+        assert!(tools.iter().any(|t| t == name), "{tools:?}");
+    }
+    assert!(!tools.iter().any(|t| t == "run_command"), "{tools:?}");
+    assert!(first.to_string().contains("Fix the typo in greet.txt"));
+    fake.assert_invariants();
+}
+
+#[tokio::test]
+async fn run_prints_text_and_exits_1_at_max_turns() {
+    let dir = workspace();
+    let fake = FakeLlm::start(Api::OpenAi).await;
+    fake.push(Reply::tool_calls(&[("call_1", "list_files", json!({}))]).with_text("Let me look."));
+    let path = dir.path().to_str().unwrap();
+    let output = kodiai_run(
+        Some(&fake),
+        &[
+            "--dir",
+            path,
+            "--max-turns",
+            "1",
+            "--model",
+            "openai/gpt-4.1",
+            "Look around",
+        ],
+    )
+    .await;
+
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.starts_with("── turn 1\nLet me look.\n"), "{stdout}");
+    assert!(stdout.contains("→ list_files {}"), "{stdout}");
+    assert!(stdout.contains("← list_files: ok"), "{stdout}");
+    assert!(
+        stdout.contains("finished: max_turns after 1 turns"),
+        "{stdout}"
+    );
+    // --model chose the model.
+    assert_eq!(fake.requests()[0].body["model"], "gpt-4.1");
+    assert_eq!(fake.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn run_exits_1_when_the_model_fails() {
+    let dir = workspace();
+    let fake = FakeLlm::start(Api::Anthropic).await;
+    fake.push(Reply::error(FakeError::Unauthorized));
+    let path = dir.path().to_str().unwrap();
+    let output = kodiai_run(Some(&fake), &["--dir", path, "--json", "Do it"]).await;
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let events = events(&output.stdout);
+    assert!(events.iter().any(|e| matches!(e, AgentEvent::Error { .. })));
+    assert!(matches!(
+        events.last().unwrap(),
+        AgentEvent::Finished {
+            reason: FinishReason::Error,
+            ..
+        }
+    ));
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("sk-ant-test-not-real"));
+}
+
+#[tokio::test]
+async fn run_exits_2_on_bad_usage_with_one_line() {
+    let fake = FakeLlm::start(Api::Anthropic).await;
+    let missing = tempfile::tempdir().unwrap().path().join("nope");
+    let missing = missing.to_str().unwrap();
+    let output = kodiai_run(Some(&fake), &["--dir", missing, "Do it"]).await;
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains(missing), "{stderr}");
+
+    let dir = workspace();
+    let path = dir.path().to_str().unwrap();
+    let output = kodiai_run(
+        Some(&fake),
+        &["--dir", path, "--model", "no-slash", "Do it"],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no-slash"));
+
+    let output = kodiai_run(Some(&fake), &["--dir", path, "--max-turns", "0", "Do it"]).await;
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(fake.requests().is_empty());
+}

@@ -432,17 +432,11 @@ impl Store {
                 .fetch_all(pool)
                 .await?
         });
-        let mut data = rows
+        let data = rows
             .into_iter()
             .map(DeliveryRow::into_delivery)
             .collect::<Result<Vec<_>>>()?;
-        let next_cursor = if data.len() > limit as usize {
-            data.truncate(limit as usize);
-            data.last().map(cursor_of)
-        } else {
-            None
-        };
-        Ok(Page { data, next_cursor })
+        Ok(crate::page(data, limit, cursor_of))
     }
 
     /// One delivery with its payload and jobs.

@@ -983,17 +983,11 @@ impl Store {
                 .fetch_all(pool)
                 .await?
         });
-        let mut data = rows
+        let data = rows
             .into_iter()
             .map(JobRow::into_job)
             .collect::<Result<Vec<_>>>()?;
-        let next_cursor = if data.len() > limit as usize {
-            data.truncate(limit as usize);
-            data.last().map(|job| job.id.clone())
-        } else {
-            None
-        };
-        Ok(Page { data, next_cursor })
+        Ok(crate::page(data, limit, |job| job.id.clone()))
     }
 
     /// A job's events after `after` (0 for all), in order, at most `limit`.

@@ -391,3 +391,20 @@ async fn open_sqlite(path: &Path, max_connections: u32) -> Result<(SqlitePool, S
 
 #[cfg(test)]
 mod tests;
+
+/// One page of a list read with `LIMIT limit + 1`: the extra row, if it came, says that there
+/// is more, and the page's last row is where the next page starts.
+pub(crate) fn page<T>(
+    mut data: Vec<T>,
+    limit: u32,
+    cursor: impl Fn(&T) -> String,
+) -> kodiai_protocol::Page<T> {
+    let limit = limit as usize;
+    let next_cursor = if data.len() > limit {
+        data.truncate(limit);
+        data.last().map(cursor)
+    } else {
+        None
+    };
+    kodiai_protocol::Page { data, next_cursor }
+}

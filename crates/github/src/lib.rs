@@ -9,4 +9,5 @@ pub mod governor;
 pub mod mention;
 pub mod permissions;
 pub mod rest;
+pub mod sanitize;
 pub mod webhook;

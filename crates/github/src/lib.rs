@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod client;
 pub mod contents;
+pub mod diff;
 pub mod events;
 pub mod governor;
 pub mod mention;

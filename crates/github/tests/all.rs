@@ -10,6 +10,7 @@
 mod suite {
     mod auth;
     mod contents;
+    mod diff;
     mod governor;
     mod permissions;
     mod rest;

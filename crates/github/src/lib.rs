@@ -10,5 +10,6 @@ pub mod governor;
 pub mod mention;
 pub mod permissions;
 pub mod rest;
+pub mod review;
 pub mod sanitize;
 pub mod webhook;

@@ -15,6 +15,7 @@ mod suite {
     mod permissions;
     mod rest;
     mod retries;
+    mod review;
 
     use kodiai_github::client::{ClientOptions, GithubClient, InstallationClient};
     use kodiai_test_support::github::{FakeGithub, test_app_key};

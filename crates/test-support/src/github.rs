@@ -166,6 +166,8 @@ struct Data {
     check_runs: HashMap<(String, String), Vec<Value>>,
     statuses: HashMap<(String, String), Vec<Value>>,
     graphql: VecDeque<Value>,
+    /// (repo, path, line) a review comment may not sit on ([`FakeGithub::reject_review_line`]).
+    rejected_review_lines: Vec<(String, String, u64)>,
 }
 
 type Shared = Arc<Mutex<Data>>;
@@ -871,6 +873,7 @@ fn route(
                     paged(&all, query, &base)
                 }
                 ("POST", ["reviews"]) => create_review(d, &repo, number, &pull, body),
+                ("DELETE", ["reviews", id]) => delete_pending_review(d, &repo, number, id),
                 ("POST", ["comments", id, "replies"]) => {
                     let Some(parent) = id
                         .parse::<u64>()
@@ -1049,6 +1052,9 @@ fn create_review(d: &mut Data, repo: &str, number: u64, pull: &Value, body: &Val
             return Answer::message(422, "Unprocessable Entity: Path could not be resolved");
         }
     }
+    if let Some(refused) = refuse_review(d, repo, number, &comments, event) {
+        return refused;
+    }
     let id = d.next_id();
     let login = d.bot_login.clone();
     let state = match event {
@@ -1106,6 +1112,106 @@ fn paged(items: &[Value], query: &str, base: &str) -> Answer {
         answer = answer.with_header("link", links.join(", "));
     }
     answer
+}
+
+// ---- Review comments GitHub refuses, and pending reviews ----
+//
+// GitHub refuses a whole review (422) when one inline comment is on a line it cannot resolve,
+// without saying which; a review created without `event` is PENDING (seen only by its author,
+// at most one per author and pull request) until submitted or deleted.
+
+impl FakeGithub {
+    /// Makes any review with an inline comment on `path` at `line` (its `line` or `start_line`)
+    /// fail with GitHub's 422, as for a line outside the diff.
+    pub fn reject_review_line(&self, repo: &str, path: &str, line: u64) -> &Self {
+        self.data()
+            .rejected_review_lines
+            .push((repo.to_owned(), path.to_owned(), line));
+        self
+    }
+
+    /// Reviews of the pull request that others see (not pending).
+    pub fn visible_reviews(&self, repo: &str, number: u64) -> Vec<Value> {
+        self.reviews(repo, number)
+            .into_iter()
+            .filter(|r| r["state"] != "PENDING")
+            .collect()
+    }
+
+    /// Pending reviews of the pull request still there.
+    pub fn pending_reviews(&self, repo: &str, number: u64) -> Vec<Value> {
+        self.reviews(repo, number)
+            .into_iter()
+            .filter(|r| r["state"] == "PENDING")
+            .collect()
+    }
+}
+
+/// GitHub's answer to a review it will not create, if it will not.
+fn refuse_review(
+    d: &Data,
+    repo: &str,
+    number: u64,
+    comments: &[Value],
+    event: &str,
+) -> Option<Answer> {
+    let unprocessable = |error: &str| {
+        Answer::json(
+            422,
+            json!({
+                "message": "Unprocessable Entity",
+                "errors": [error],
+                "documentation_url": "https://docs.github.com/rest/pulls/reviews#create-a-review-for-a-pull-request",
+                "status": "422",
+            }),
+        )
+    };
+    let refused = comments.iter().any(|c| {
+        let path = c["path"].as_str().unwrap_or_default();
+        [c["line"].as_u64(), c["start_line"].as_u64()]
+            .into_iter()
+            .flatten()
+            .any(|line| {
+                d.rejected_review_lines
+                    .iter()
+                    .any(|(r, p, l)| r == repo && p == path && *l == line)
+            })
+    });
+    if refused {
+        return Some(unprocessable(
+            "Pull request review thread line must be part of the diff and Pull request review thread diff hunk can't be blank",
+        ));
+    }
+    let pending = d
+        .reviews
+        .iter()
+        .any(|(r, n, v)| r == repo && *n == number && v["state"] == "PENDING");
+    (event == "PENDING" && pending)
+        .then(|| unprocessable("User can only have one pending review per pull request"))
+}
+
+/// `DELETE /pulls/{n}/reviews/{id}`: only a pending review can be deleted.
+fn delete_pending_review(d: &mut Data, repo: &str, number: u64, id: &str) -> Answer {
+    let Ok(id) = id.parse::<u64>() else {
+        return Answer::not_found();
+    };
+    let Some(index) = d
+        .reviews
+        .iter()
+        .position(|(r, n, v)| r == repo && *n == number && v["id"] == json!(id))
+    else {
+        return Answer::not_found();
+    };
+    if d.reviews[index].2["state"] != "PENDING" {
+        return Answer::message(
+            422,
+            "Unprocessable Entity: Can not delete a non-pending pull request review",
+        );
+    }
+    let (_, _, review) = d.reviews.remove(index);
+    d.review_comments
+        .retain(|_, (_, _, c)| c["pull_request_review_id"] != json!(id));
+    Answer::json(200, review)
 }
 
 /// A git-blob-like id of the text (40 hex digits, changes when the text does).

@@ -161,9 +161,10 @@ pub struct DiffFile {
     /// A binary file: no hunks, nothing to comment on.
     pub binary: bool,
     pub hunks: Vec<Hunk>,
-    /// Per side, each hunk's range of line numbers (index = hunk index), for lookups.
-    left: Vec<Option<RangeInclusive<u64>>>,
-    right: Vec<Option<RangeInclusive<u64>>>,
+    /// Per side, the ranges of line numbers of the hunks that show that side, with the hunk's
+    /// index, in file order (so sorted): what lookups search.
+    left: Vec<(RangeInclusive<u64>, usize)>,
+    right: Vec<(RangeInclusive<u64>, usize)>,
 }
 
 impl DiffFile {
@@ -174,8 +175,14 @@ impl DiffFile {
         binary: bool,
         hunks: Vec<Hunk>,
     ) -> Self {
-        let left = hunks.iter().map(|h| h.range(Side::Left)).collect();
-        let right = hunks.iter().map(|h| h.range(Side::Right)).collect();
+        let ranges = |side| {
+            hunks
+                .iter()
+                .enumerate()
+                .filter_map(|(i, h)| h.range(side).map(|r| (r, i)))
+                .collect()
+        };
+        let (left, right) = (ranges(Side::Left), ranges(Side::Right));
         Self {
             path,
             previous_path,
@@ -231,7 +238,7 @@ impl DiffFile {
         }
     }
 
-    fn ranges(&self, side: Side) -> &[Option<RangeInclusive<u64>>] {
+    fn ranges(&self, side: Side) -> &[(RangeInclusive<u64>, usize)] {
         match side {
             Side::Left => &self.left,
             Side::Right => &self.right,
@@ -240,30 +247,30 @@ impl DiffFile {
 
     /// The range of `side` line numbers hunk `hunk` shows.
     pub fn hunk_range(&self, side: Side, hunk: usize) -> Option<RangeInclusive<u64>> {
-        self.ranges(side).get(hunk).cloned().flatten()
+        let ranges = self.ranges(side);
+        ranges
+            .binary_search_by_key(&hunk, |(_, h)| *h)
+            .ok()
+            .map(|i| ranges[i].0.clone())
     }
 
     /// The hunk whose `side` shows `line`: the line can carry a comment on that side.
     pub fn hunk_of(&self, side: Side, line: u64) -> Option<usize> {
         let ranges = self.ranges(side);
         // Hunks are in file order and do not overlap, so their ranges are sorted.
-        let after = ranges.partition_point(|r| r.as_ref().is_none_or(|r| *r.start() <= line));
-        ranges[..after]
-            .iter()
-            .enumerate()
-            .rev()
-            .find_map(|(i, r)| r.as_ref().map(|r| (i, r)))
-            .filter(|(_, r)| r.contains(&line))
-            .map(|(i, _)| i)
+        let after = ranges.partition_point(|(r, _)| *r.start() <= line);
+        after
+            .checked_sub(1)
+            .map(|i| &ranges[i])
+            .filter(|(r, _)| r.contains(&line))
+            .map(|(_, hunk)| *hunk)
     }
 
     /// Every line of `side` that can carry a comment, with its hunk, in order.
     pub fn commentable_lines(&self, side: Side) -> impl Iterator<Item = (u64, usize)> + '_ {
         self.ranges(side)
             .iter()
-            .enumerate()
-            .filter_map(|(i, r)| r.clone().map(|r| (i, r)))
-            .flat_map(|(i, r)| r.map(move |line| (line, i)))
+            .flat_map(|(r, hunk)| r.clone().map(move |line| (line, *hunk)))
     }
 
     /// The commentable `side` line nearest to `line`, at most `max_distance` away, with its hunk.
@@ -273,16 +280,11 @@ impl DiffFile {
             return Some((line, h));
         }
         let ranges = self.ranges(side);
-        let after = ranges.partition_point(|r| r.as_ref().is_none_or(|r| *r.start() <= line));
-        let before = ranges[..after]
-            .iter()
-            .enumerate()
-            .rev()
-            .find_map(|(i, r)| r.as_ref().map(|r| (*r.end(), i)));
-        let next = ranges[after..]
-            .iter()
-            .enumerate()
-            .find_map(|(i, r)| r.as_ref().map(|r| (*r.start(), after + i)));
+        let after = ranges.partition_point(|(r, _)| *r.start() <= line);
+        let before = after
+            .checked_sub(1)
+            .map(|i| (*ranges[i].0.end(), ranges[i].1));
+        let next = ranges.get(after).map(|(r, hunk)| (*r.start(), *hunk));
         [before, next]
             .into_iter()
             .flatten()
@@ -766,6 +768,24 @@ mod tests {
         assert_eq!(file.nearest(Side::Right, 8, 2), Some((10, 1)));
         assert_eq!(file.nearest(Side::Right, 6, 2), None);
         assert_eq!(file.nearest(Side::Right, 40, 100), Some((12, 1)));
+    }
+
+    #[test]
+    fn hunks_without_one_side_do_not_confuse_lookups() {
+        // `-U0`: the middle hunk only adds (no LEFT lines), the last only removes.
+        let patch = "@@ -5 +5 @@\n-a\n+A\n@@ -9,0 +10,2 @@\n+b\n+c\n@@ -20 +21,0 @@\n-d";
+        let file = DiffFile::from_patch("x", FileStatus::Modified, None, Some(patch));
+        assert_eq!(file.hunk_range(Side::Left, 1), None);
+        assert_eq!(file.hunk_range(Side::Right, 2), None);
+        assert_eq!(file.hunk_of(Side::Left, 20), Some(2));
+        assert_eq!(file.hunk_of(Side::Left, 5), Some(0));
+        assert_eq!(file.nearest(Side::Left, 4, 3), Some((5, 0)));
+        assert_eq!(file.nearest(Side::Left, 12, 10), Some((5, 0)));
+        assert_eq!(file.nearest(Side::Left, 14, 10), Some((20, 2)));
+        assert_eq!(file.nearest(Side::Right, 3, 5), Some((5, 0)));
+        assert_eq!(file.nearest(Side::Right, 13, 5), Some((11, 1)));
+        let left: Vec<_> = file.commentable_lines(Side::Left).collect();
+        assert_eq!(left, vec![(5, 0), (20, 2)]);
     }
 
     #[test]

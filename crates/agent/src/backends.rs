@@ -545,7 +545,10 @@ async fn finish(
         .as_ref()
         .and_then(|r| r.text.clone())
         .unwrap_or_else(|| tracker.text.clone());
-    let usage = result.as_ref().and_then(|r| r.usage).unwrap_or(tracker.usage);
+    let usage = result
+        .as_ref()
+        .and_then(|r| r.usage)
+        .unwrap_or(tracker.usage);
     let cost_usd = result
         .as_ref()
         .and_then(|r| r.cost_usd)
@@ -602,7 +605,12 @@ async fn stopped(
 }
 
 /// The environment of the child, built from nothing.
-fn environment(task: &CliTask, home: &Path, tmp: &Path, extra: Vec<(String, String)>) -> Vec<(String, String)> {
+fn environment(
+    task: &CliTask,
+    home: &Path,
+    tmp: &Path,
+    extra: Vec<(String, String)>,
+) -> Vec<(String, String)> {
     let home = home.display().to_string();
     let mut env: Vec<(String, String)> = vec![
         ("PATH".into(), task.path.clone()),
@@ -667,7 +675,14 @@ async fn drive(task: CliTask, sender: mpsc::Sender<AgentEvent>) -> RunOutcome {
         Ok(dir) => dir,
         Err(e) => {
             let message = format!("cannot create the scratch folder for `{name}`: {e}");
-            return finish(&mut out, &mut tracker, instructions, FinishReason::Error, Some(message)).await;
+            return finish(
+                &mut out,
+                &mut tracker,
+                instructions,
+                FinishReason::Error,
+                Some(message),
+            )
+            .await;
         }
     };
     let home = scratch.path().join("home");
@@ -682,7 +697,14 @@ async fn drive(task: CliTask, sender: mpsc::Sender<AgentEvent>) -> RunOutcome {
         Ok(invocation) => invocation,
         Err(e) => {
             let message = format!("cannot write the configuration of `{name}`: {e}");
-            return finish(&mut out, &mut tracker, instructions, FinishReason::Error, Some(message)).await;
+            return finish(
+                &mut out,
+                &mut tracker,
+                instructions,
+                FinishReason::Error,
+                Some(message),
+            )
+            .await;
         }
     };
     let env = environment(&task, &home, &tmp, invocation.env);
@@ -704,7 +726,14 @@ async fn drive(task: CliTask, sender: mpsc::Sender<AgentEvent>) -> RunOutcome {
         },
         Err(e) => {
             let message = format!("cannot start `{name}`: {e}");
-            return finish(&mut out, &mut tracker, instructions, FinishReason::Error, Some(message)).await;
+            return finish(
+                &mut out,
+                &mut tracker,
+                instructions,
+                FinishReason::Error,
+                Some(message),
+            )
+            .await;
         }
     };
     let stderr = Arc::new(Mutex::new(Vec::new()));
@@ -738,7 +767,10 @@ async fn drive(task: CliTask, sender: mpsc::Sender<AgentEvent>) -> RunOutcome {
                 break;
             }
             if tracker.result.is_none()
-                && task.limits.budget_usd.is_some_and(|b| tracker.cost_usd >= b)
+                && task
+                    .limits
+                    .budget_usd
+                    .is_some_and(|b| tracker.cost_usd >= b)
             {
                 stop = Some(FinishReason::Budget);
                 break;
@@ -767,7 +799,9 @@ async fn drive(task: CliTask, sender: mpsc::Sender<AgentEvent>) -> RunOutcome {
     }
     guard.reaped = true;
     if let Some(mut reader) = stderr_reader
-        && tokio::time::timeout(DRAIN_GRACE, &mut reader).await.is_err()
+        && tokio::time::timeout(DRAIN_GRACE, &mut reader)
+            .await
+            .is_err()
     {
         reader.abort();
     }
@@ -777,7 +811,10 @@ async fn drive(task: CliTask, sender: mpsc::Sender<AgentEvent>) -> RunOutcome {
             .lock()
             .map(|b| b.clone())
             .unwrap_or_else(|poisoned| poisoned.into_inner().clone());
-        redact(String::from_utf8_lossy(&bytes).trim(), task.credential.as_ref())
+        redact(
+            String::from_utf8_lossy(&bytes).trim(),
+            task.credential.as_ref(),
+        )
     };
     drop(scratch);
 
@@ -816,7 +853,9 @@ fn outcome(
         (Some(_), Some(status)) if status.success() => (FinishReason::Completed, None),
         (Some(_), Some(status)) => (
             FinishReason::Error,
-            Some(with_stderr(format!("`{name}` reported success but exited with {status}"))),
+            Some(with_stderr(format!(
+                "`{name}` reported success but exited with {status}"
+            ))),
         ),
         (Some(_), None) | (None, None) => (
             FinishReason::Error,
@@ -826,12 +865,9 @@ fn outcome(
         ),
         (None, Some(status)) if status.success() => (
             FinishReason::Error,
-            Some(with_stderr(
-                tracker
-                    .last_error
-                    .clone()
-                    .unwrap_or_else(|| format!("`{name}` exited without a result")),
-            )),
+            Some(with_stderr(tracker.last_error.clone().unwrap_or_else(
+                || format!("`{name}` exited without a result"),
+            ))),
         ),
         (None, Some(status)) => (
             FinishReason::Error,

@@ -27,7 +27,11 @@ pub(crate) fn invocation(task: &CliTask, scratch: &Path) -> std::io::Result<Invo
         serde_json::to_vec_pretty(&json!({ "mcpServers": task.mcp_servers }))?,
     )?;
     let mut allowed = task.allowed_tools.clone();
-    allowed.extend(task.mcp_servers.keys().map(|server| format!("mcp__{server}")));
+    allowed.extend(
+        task.mcp_servers
+            .keys()
+            .map(|server| format!("mcp__{server}")),
+    );
     let mut args: Vec<String> = vec![
         "-p".into(),
         task.instructions.clone(),
@@ -60,7 +64,10 @@ pub(crate) fn invocation(task: &CliTask, scratch: &Path) -> std::io::Result<Invo
     Ok(Invocation {
         args,
         env: vec![
-            ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC".into(), "1".into()),
+            (
+                "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC".into(),
+                "1".into(),
+            ),
             ("DISABLE_AUTOUPDATER".into(), "1".into()),
         ],
     })

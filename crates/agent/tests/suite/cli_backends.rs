@@ -718,3 +718,22 @@ async fn gemini_clis_error_result_is_an_error_with_its_message() {
     // The warning on the way is not an error of the run.
     assert_eq!(events.len(), 2, "{events:?}");
 }
+
+#[test]
+fn a_backend_config_is_tagged_by_kind() {
+    use kodiai_agent::backends::BackendConfig;
+    let claude: BackendConfig =
+        serde_json::from_value(json!({"kind": "claude-code", "path": "/opt/claude"})).unwrap();
+    assert_eq!(
+        claude.cli(),
+        Some((Cli::ClaudeCode, PathBuf::from("/opt/claude")))
+    );
+    let gemini: BackendConfig = serde_json::from_value(json!({"kind": "gemini-cli"})).unwrap();
+    assert_eq!(
+        gemini.cli(),
+        Some((Cli::GeminiCli, PathBuf::from("gemini")))
+    );
+    let native: BackendConfig = serde_json::from_value(json!({"kind": "native"})).unwrap();
+    assert_eq!(native.cli(), None);
+    assert!(serde_json::from_value::<BackendConfig>(json!({"kind": "codex"})).is_err());
+}

@@ -38,7 +38,9 @@ async fn deliver(app: &TestApp, event: &str, payload: &Value) -> String {
 /// would, and returns it finished.
 async fn run_job(app: &TestApp, job_id: &str) -> Job {
     let state = app.state();
-    let handlers = Handlers::for_config(&state.config).unwrap();
+    let handlers = Handlers::for_config(&state.config, &state.store, &state.clock)
+        .await
+        .unwrap();
     let worker = Worker::new(
         state.store.clone(),
         handlers,

@@ -10,7 +10,7 @@
 
 pub mod api;
 mod ci;
-mod comments;
+pub mod comments;
 mod push;
 
 use std::sync::{Arc, Mutex};

@@ -65,25 +65,26 @@ async fn trigger_time(
     repo: &str,
     fallback: DateTime<Utc>,
 ) -> Result<DateTime<Utc>> {
-    let at = match (job.source, job.comment_id) {
-        (MentionSource::IssueComment, Some(id)) => {
-            api::get_issue_comment(client, owner, repo, id)
-                .await?
-                .created_at
-        }
+    let found = match (job.source, job.comment_id) {
+        (MentionSource::IssueComment, Some(id)) => api::get_issue_comment(client, owner, repo, id)
+            .await
+            .map(|c| c.created_at),
         (MentionSource::ReviewComment, Some(id)) => {
             api::get_review_comment(client, owner, repo, id)
-                .await?
-                .created_at
+                .await
+                .map(|c| c.created_at)
         }
-        (MentionSource::Review, Some(id)) => {
-            api::get_review(client, owner, repo, job.number, id)
-                .await?
-                .submitted_at
-        }
-        _ => None,
+        (MentionSource::Review, Some(id)) => api::get_review(client, owner, repo, job.number, id)
+            .await
+            .map(|r| r.submitted_at),
+        _ => Ok(None),
     };
-    Ok(at.unwrap_or(fallback))
+    match found {
+        Ok(at) => Ok(at.unwrap_or(fallback)),
+        // Deleted since: the delivery's time is the cut-off.
+        Err(e) if e.status() == Some(404) => Ok(fallback),
+        Err(e) => Err(e),
+    }
 }
 
 /// Gathers the context of `job`, leaving out what was written after the trigger.

@@ -1196,7 +1196,7 @@ impl FakeGithub {
         self
     }
 
-    /// A review-thread comment by `login` on `path` line `line` (a reply when `in_reply_to` is
+    /// A review-thread comment by `login` at `(path, line)` (a reply when `in_reply_to` is
     /// given); returns its id.
     pub fn add_review_comment(
         &self,
@@ -1204,8 +1204,7 @@ impl FakeGithub {
         number: u64,
         login: &str,
         body: &str,
-        path: &str,
-        line: u64,
+        (path, line): (&str, u64),
         in_reply_to: Option<u64>,
     ) -> u64 {
         let mut d = self.data();

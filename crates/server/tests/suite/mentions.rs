@@ -360,14 +360,13 @@ app_test!(
             2,
             "octocat",
             "Is this function needed?",
-            "src/more.rs",
-            1,
+            ("src/more.rs", 1),
             None,
         );
         let ask = "@kodiai is it used anywhere?";
-        let trigger = w
-            .fake
-            .add_review_comment(REPO, 2, ASKER, ask, "src/more.rs", 1, Some(root));
+        let trigger =
+            w.fake
+                .add_review_comment(REPO, 2, ASKER, ask, ("src/more.rs", 1), Some(root));
         let mut payload = fixture("pull_request_review_comment/created.payload.json");
         payload["pull_request"]["number"] = json!(2);
         payload["comment"]["id"] = json!(trigger);

@@ -6,6 +6,7 @@ pub mod app_manifest;
 pub mod bench;
 pub mod config;
 pub mod github;
+pub mod github_tools;
 pub mod handlers;
 pub mod http;
 pub mod ingress;

@@ -253,8 +253,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 signal.await;
                 stop.cancel();
             });
-            let handlers = kodiai::jobs::Handlers::for_config(&config)?;
-            server::run_workers(config, handlers, token).await?;
+            server::run_workers(config, None, token).await?;
             tracing::info!("stopped");
             Ok(())
         }

@@ -168,6 +168,8 @@ struct Data {
     graphql: VecDeque<Value>,
     /// (repo, path, line) a review comment may not sit on ([`FakeGithub::reject_review_line`]).
     rejected_review_lines: Vec<(String, String, u64)>,
+    /// The mention flow's part of the fake (see [`MentionData`]).
+    mention: MentionData,
 }
 
 type Shared = Arc<Mutex<Data>>;
@@ -659,6 +661,10 @@ fn route(
     let base = format!("http://{host}{path}");
     let text = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).map(str::to_owned);
 
+    if let Some(answer) = mention_route(d, method.as_str(), rest, &repo, body) {
+        return answer;
+    }
+
     match (method.as_str(), rest) {
         ("GET", []) => {
             let value = d.repos.get(&repo).cloned().unwrap_or_else(|| {
@@ -1010,7 +1016,11 @@ fn exchange_token(d: &mut Data, installation: &str, headers: &BTreeMap<String, S
         return Answer::not_found();
     }
     d.tokens_issued += 1;
-    let token = format!("ghs_fake{installation}x{}", d.tokens_issued);
+    let token = d
+        .mention
+        .installation_token
+        .clone()
+        .unwrap_or_else(|| format!("ghs_fake{installation}x{}", d.tokens_issued));
     d.tokens.push(token.clone());
     let expires_at = (chrono::Utc::now() + chrono::Duration::seconds(d.token_ttl_secs))
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
@@ -1218,6 +1228,169 @@ fn delete_pending_review(d: &mut Data, repo: &str, number: u64, id: &str) -> Ans
 fn blob_sha(text: &str) -> String {
     let digest = sha2::Sha256::digest(format!("blob {}\0{text}", text.len()).as_bytes());
     hex::encode(digest)[..40].to_owned()
+}
+
+// ---- The mention flow's endpoints: issues, single review comments and reviews, comment times,
+// the clone URL of a repository and a fixed installation token (so that the git server of a
+// test accepts what the fake issues).
+
+/// What the mention flow's endpoints keep.
+#[derive(Default)]
+struct MentionData {
+    /// Every token exchange answers with this token (default: a fresh one each time).
+    installation_token: Option<String>,
+    issues: HashMap<(String, u64), Value>,
+}
+
+impl FakeGithub {
+    /// Installation tokens are all `token` (the [`crate::git::GitFixture`]'s, so that pushes
+    /// with the token kodiai got from this fake are accepted).
+    pub fn installation_token(&self, token: &str) -> &Self {
+        self.data().mention.installation_token = Some(token.to_owned());
+        self
+    }
+
+    /// The repository's `clone_url` (a [`crate::git::GitFixture`] URL).
+    pub fn set_clone_url(&self, repo: &str, url: &str) -> &Self {
+        let mut d = self.data();
+        let (owner, name) = repo.split_once('/').unwrap_or((repo, repo));
+        let entry = d.repos.entry(repo.to_owned()).or_insert_with(|| {
+            json!({"id": 1, "name": name, "full_name": repo, "private": false,
+                   "owner": {"login": owner, "type": "User"}, "default_branch": "main"})
+        });
+        entry["clone_url"] = json!(url);
+        self
+    }
+
+    /// An issue (`GET /issues/{n}`): `title`, `body`, `user` login; created now.
+    pub fn add_issue(
+        &self,
+        repo: &str,
+        number: u64,
+        title: &str,
+        body: &str,
+        login: &str,
+    ) -> &Self {
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        self.data().mention.issues.insert(
+            (repo.to_owned(), number),
+            json!({
+                "number": number, "title": title, "body": body, "state": "open",
+                "user": {"login": login, "type": "User"},
+                "html_url": format!("https://github.com/{repo}/issues/{number}"),
+                "created_at": now, "updated_at": now,
+            }),
+        );
+        self
+    }
+
+    /// Sets a conversation comment's `created_at` and `updated_at` (RFC 3339).
+    pub fn set_issue_comment_times(&self, id: u64, created_at: &str, updated_at: &str) -> &Self {
+        if let Some((_, _, c)) = self.data().issue_comments.get_mut(&id) {
+            c["created_at"] = json!(created_at);
+            c["updated_at"] = json!(updated_at);
+        }
+        self
+    }
+
+    /// Changes a conversation comment's body, as its author editing it at `updated_at`.
+    pub fn edit_issue_comment(&self, id: u64, body: &str, updated_at: &str) -> &Self {
+        if let Some((_, _, c)) = self.data().issue_comments.get_mut(&id) {
+            c["body"] = json!(body);
+            c["updated_at"] = json!(updated_at);
+        }
+        self
+    }
+
+    /// A review-thread comment by `login` at `(path, line)` (a reply when `in_reply_to` is
+    /// given); returns its id.
+    pub fn add_review_comment(
+        &self,
+        repo: &str,
+        number: u64,
+        login: &str,
+        body: &str,
+        (path, line): (&str, u64),
+        in_reply_to: Option<u64>,
+    ) -> u64 {
+        let mut d = self.data();
+        let id = d.next_id();
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let comment = json!({
+            "id": id, "body": body, "path": path, "line": line, "side": "RIGHT",
+            "in_reply_to_id": in_reply_to,
+            "user": {"login": login, "type": "User"},
+            "html_url": format!("https://github.com/{repo}/pull/{number}#discussion_r{id}"),
+            "created_at": now, "updated_at": now,
+        });
+        d.review_comments
+            .insert(id, (repo.to_owned(), number, comment));
+        id
+    }
+
+    /// A submitted review by `login` with `body`; returns its id.
+    pub fn add_review(&self, repo: &str, number: u64, login: &str, body: &str) -> u64 {
+        let mut d = self.data();
+        let id = d.next_id();
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let review = json!({
+            "id": id, "state": "COMMENTED", "body": body,
+            "user": {"login": login, "type": "User"}, "submitted_at": now,
+            "html_url": format!("https://github.com/{repo}/pull/{number}#pullrequestreview-{id}"),
+        });
+        d.reviews.push((repo.to_owned(), number, review));
+        id
+    }
+}
+
+/// The mention flow's routes, tried before the others.
+fn mention_route(
+    d: &mut Data,
+    method: &str,
+    rest: &[&str],
+    repo: &str,
+    body: &Value,
+) -> Option<Answer> {
+    let number = |s: &str| s.parse::<u64>().ok();
+    match (method, rest) {
+        ("GET", ["issues", n]) => {
+            let n = number(n)?;
+            if let Some(issue) = d.mention.issues.get(&(repo.to_owned(), n)) {
+                return Some(Answer::json(200, issue.clone()));
+            }
+            // A pull request is an issue too.
+            let pull = d.pulls.get(&(repo.to_owned(), n))?;
+            let mut issue = pull.clone();
+            issue["pull_request"] =
+                json!({"url": format!("https://api.github.com/repos/{repo}/pulls/{n}")});
+            Some(Answer::json(200, issue))
+        }
+        ("GET" | "PATCH", ["pulls", "comments", id]) => {
+            let id = number(id)?;
+            let Some(entry) = d.review_comments.get_mut(&id).filter(|(r, _, _)| r == repo) else {
+                return Some(Answer::not_found());
+            };
+            if method == "PATCH" {
+                let Some(text) = body.get("body").and_then(Value::as_str) else {
+                    return Some(Answer::message(422, "Validation Failed: body is missing"));
+                };
+                entry.2["body"] = json!(text);
+                entry.2["updated_at"] =
+                    json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+            }
+            Some(Answer::json(200, entry.2.clone()))
+        }
+        ("GET", ["pulls", n, "reviews", id]) => {
+            let (n, id) = (number(n)?, number(id)?);
+            let review = d
+                .reviews
+                .iter()
+                .find(|(r, num, v)| r == repo && *num == n && v["id"] == json!(id))
+                .map(|(_, _, v)| v.clone());
+            Some(review.map_or_else(Answer::not_found, |v| Answer::json(200, v)))
+        }
+        _ => None,
+    }
 }
 
 /// The App id [`crate::TestAppBuilder::github_app`] configures.

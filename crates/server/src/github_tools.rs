@@ -12,6 +12,7 @@ pub mod api;
 mod ci;
 pub mod comments;
 mod push;
+pub mod review;
 
 use std::sync::{Arc, Mutex};
 
@@ -21,6 +22,7 @@ use kodiai_github::sanitize::{Outgoing, gate_outgoing};
 pub use ci::GetCiStatus;
 pub use comments::{PostComment, UpdateProgress};
 pub use push::{CommitAndPush, CreatePullRequest, PushTarget, WriteAccess};
+pub use review::{CreateInlineComment, Finding, JobProgress, SharedFindings, findings_of};
 
 /// Where a job's tools act: one issue or pull request of one repository, as one installation.
 #[derive(Debug, Clone)]

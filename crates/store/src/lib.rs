@@ -19,6 +19,7 @@ use sqlx::sqlite::{
 pub mod deliveries;
 pub mod jobs;
 pub mod llm_calls;
+pub mod reviews;
 pub mod signals;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -32,6 +33,7 @@ pub use jobs::{
     Transition, Tx,
 };
 pub use llm_calls::{LlmCall, ModelUsage, NewLlmCall};
+pub use reviews::{PostedFinding, ReviewRecord, ReviewedHead};
 pub use signals::{Signal, Subscription};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");

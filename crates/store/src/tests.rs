@@ -2,7 +2,7 @@
 
 use crate::{Backend, DatabaseLocation, Error, Store};
 
-const TABLES: [&str; 8] = [
+const TABLES: [&str; 10] = [
     "errors",
     "installations",
     "job_events",
@@ -10,6 +10,8 @@ const TABLES: [&str; 8] = [
     "jobs",
     "llm_calls",
     "repositories",
+    "review_findings",
+    "reviewed_heads",
     "webhook_deliveries",
 ];
 

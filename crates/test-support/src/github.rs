@@ -166,6 +166,8 @@ struct Data {
     check_runs: HashMap<(String, String), Vec<Value>>,
     statuses: HashMap<(String, String), Vec<Value>>,
     graphql: VecDeque<Value>,
+    /// The review context's block (see [`FakeGithub::add_issue`]).
+    context: ContextData,
 }
 
 type Shared = Arc<Mutex<Data>>;
@@ -656,6 +658,10 @@ fn route(
     let repo = format!("{owner}/{name}");
     let base = format!("http://{host}{path}");
     let text = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).map(str::to_owned);
+
+    if let Some(answer) = context_route(d, method, rest, &repo, query) {
+        return answer;
+    }
 
     match (method.as_str(), rest) {
         ("GET", []) => {
@@ -1151,4 +1157,91 @@ pub fn test_app_key() -> &'static TestAppKey {
             public_pem: String::from_utf8(public).unwrap(),
         }
     })
+}
+
+// The review context (issue 8): issues, and files at a ref other than the default branch.
+
+#[derive(Default)]
+struct ContextData {
+    issues: HashMap<(String, u64), Value>,
+    /// (repository, ref, path) → text.
+    files_at: HashMap<(String, String, String), String>,
+}
+
+impl FakeGithub {
+    /// An issue: `issue` is GitHub's JSON (`title`, `body`, `state`); fields missing are
+    /// filled in. `GET /repos/{repo}/issues/{number}` answers it.
+    pub fn add_issue(&self, repo: &str, number: u64, mut issue: Value) -> &Self {
+        if let Some(obj) = issue.as_object_mut() {
+            obj.entry("number").or_insert(json!(number));
+            obj.entry("state").or_insert(json!("open"));
+            obj.entry("title")
+                .or_insert(json!(format!("Issue {number}")));
+            obj.entry("body").or_insert(Value::Null);
+            obj.entry("user")
+                .or_insert(json!({"login": "octocat", "type": "User"}));
+        }
+        self.data()
+            .context
+            .issues
+            .insert((repo.to_owned(), number), issue);
+        self
+    }
+
+    /// A file at `git_ref` (a branch name or sha), served by the contents API when asked with
+    /// `?ref=` that ref; other refs do not see it.
+    pub fn put_file_at(&self, repo: &str, git_ref: &str, path: &str, text: &str) -> &Self {
+        self.data().context.files_at.insert(
+            (repo.to_owned(), git_ref.to_owned(), path.to_owned()),
+            text.to_owned(),
+        );
+        self
+    }
+}
+
+/// The routes of [`ContextData`]; `None` leaves the request to [`route`].
+fn context_route(
+    d: &Data,
+    method: &Method,
+    rest: &[&str],
+    repo: &str,
+    query: &str,
+) -> Option<Answer> {
+    if *method != Method::GET {
+        return None;
+    }
+    match rest {
+        ["issues", number] => {
+            let number = number.parse::<u64>().ok()?;
+            Some(
+                d.context
+                    .issues
+                    .get(&(repo.to_owned(), number))
+                    .map_or_else(Answer::not_found, |issue| Answer::json(200, issue.clone())),
+            )
+        }
+        ["contents", file @ ..] if !file.is_empty() => {
+            let git_ref = url::form_urlencoded::parse(query.as_bytes())
+                .find(|(k, _)| k == "ref")
+                .map(|(_, v)| v.into_owned())?;
+            let file_path = file.join("/");
+            let content =
+                d.context
+                    .files_at
+                    .get(&(repo.to_owned(), git_ref.clone(), file_path.clone()))?;
+            let encoded = base64::engine::general_purpose::STANDARD.encode(content.as_bytes());
+            let wrapped: Vec<String> = encoded
+                .as_bytes()
+                .chunks(60)
+                .map(|c| String::from_utf8_lossy(c).into_owned())
+                .collect();
+            Some(Answer::json(
+                200,
+                json!({"type": "file", "name": file.last().copied().unwrap_or_default(),
+                       "path": file_path, "sha": blob_sha(content), "size": content.len(),
+                       "encoding": "base64", "content": wrapped.join("\n") + "\n"}),
+            ))
+        }
+        _ => None,
+    }
 }

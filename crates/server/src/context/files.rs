@@ -145,9 +145,28 @@ const CONFIG_NAMES: &[&str] = &[
 const TEST_DIRS: &[&str] = &["test", "tests", "__tests__", "spec", "specs", "testdata"];
 const DOC_DIRS: &[&str] = &["doc", "docs", "documentation"];
 
-/// Why `file` is skipped outright, whatever the budget, if it is. `.kodiai.yml`'s scope is
-/// checked before this, by the caller.
-pub fn skip_reason(file: &PullFile) -> Option<SkipReason> {
+/// The lines of a patch and the longest of them, from one pass over it (the prompt builder
+/// needs both for every file of a pull request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PatchShape {
+    pub lines: usize,
+    pub longest_line: usize,
+}
+
+impl PatchShape {
+    pub fn of(patch: &str) -> Self {
+        let mut shape = Self::default();
+        for line in patch.split('\n') {
+            shape.lines += 1;
+            shape.longest_line = shape.longest_line.max(line.len());
+        }
+        shape
+    }
+}
+
+/// Why `file` is skipped outright, whatever the budget, if it is; `shape` is its patch's.
+/// `.kodiai.yml`'s scope is checked before this, by the caller.
+pub fn skip_reason(file: &PullFile, shape: &PatchShape) -> Option<SkipReason> {
     let path = file.filename.as_str();
     let name = path.rsplit('/').next().unwrap_or(path);
     let dirs = || path.split('/').rev().skip(1);
@@ -183,7 +202,7 @@ pub fn skip_reason(file: &PullFile) -> Option<SkipReason> {
     {
         return Some(SkipReason::Generated);
     }
-    if patch.lines().any(|l| l.len() > MAX_LINE_CHARS) {
+    if shape.longest_line > MAX_LINE_CHARS {
         return Some(SkipReason::Minified);
     }
     None
@@ -312,10 +331,14 @@ mod tests {
             (file("src/old.rs", "removed", p), Some(SkipReason::Deleted)),
             (file("src/lib.rs", "modified", p), None),
         ] {
-            assert_eq!(skip_reason(&f), expected, "{}", f.filename);
+            let shape = PatchShape::of(f.patch.as_deref().unwrap_or_default());
+            assert_eq!(skip_reason(&f, &shape), expected, "{}", f.filename);
         }
         let mut moved = file("src/new_name.rs", "renamed", None);
         moved.additions = 0;
-        assert_eq!(skip_reason(&moved), Some(SkipReason::RenamedOnly));
+        assert_eq!(
+            skip_reason(&moved, &PatchShape::default()),
+            Some(SkipReason::RenamedOnly)
+        );
     }
 }

@@ -21,7 +21,7 @@ use std::fmt::Write as _;
 use kodiai_github::rest::PullFile;
 use kodiai_github::sanitize::sanitize_untrusted;
 
-use super::files::{self, FileKind, SkipReason};
+use super::files::{self, FileKind, PatchShape, SkipReason};
 use super::hunks::number_new_lines;
 use super::{LinkedIssue, ReviewInput};
 
@@ -49,6 +49,8 @@ const MAX_PROMPT_TOKENS: usize = 150_000;
 const LISTING_SHARE: usize = 4;
 /// Headings and notes around the sections, counted before packing.
 const OVERHEAD_TOKENS: usize = 200;
+/// One file's patch may take at most this share of the budget.
+const PER_FILE_SHARE: usize = 16;
 
 /// How many tokens the prompt (system and user message) may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,8 +139,22 @@ pub struct ReviewPrompt {
 struct Candidate<'a> {
     file: &'a PullFile,
     kind: FileKind,
-    /// An upper bound of its section's tokens.
+    /// An upper bound of its section's tokens (see [`Candidate::fits`]).
     tokens: usize,
+}
+
+impl Candidate<'_> {
+    /// Whether the section fits in `room`. The bound in `tokens` leaves out a fence longer
+    /// than usual, added here only for files that come close (it takes a pass over the
+    /// patch).
+    fn fits(&mut self, room: usize) -> bool {
+        if self.tokens > room {
+            return false;
+        }
+        let patch = self.file.patch.as_deref().unwrap_or_default();
+        self.tokens += longest_backticks(patch).div_ceil(2);
+        self.tokens <= room
+    }
 }
 
 /// Builds the review prompt of `input` within `budget`.
@@ -149,16 +165,17 @@ pub fn build_review_prompt(input: &ReviewInput, budget: &PromptBudget) -> Review
     let mut skipped = Vec::new();
     let mut candidates = Vec::new();
     for file in &input.files {
+        let shape = PatchShape::of(file.patch.as_deref().unwrap_or_default());
         let reason = input
             .scope
             .excludes(&file.filename)
-            .or_else(|| files::skip_reason(file));
+            .or_else(|| files::skip_reason(file, &shape));
         match reason {
             Some(reason) => skipped.push(skipped_file(file, reason)),
             None => candidates.push(Candidate {
                 file,
                 kind: files::kind(&file.filename),
-                tokens: section_tokens_bound(file),
+                tokens: section_tokens_bound(file, &shape),
             }),
         }
     }
@@ -180,10 +197,35 @@ pub fn build_review_prompt(input: &ReviewInput, budget: &PromptBudget) -> Review
             &b.file.filename,
         ))
     });
+    // One file may take at most a share of the budget: a 20,000-line patch is read with
+    // tools, and its room goes to many files instead.
+    let per_file = budget.max_tokens / PER_FILE_SHARE;
     let mut chosen = Vec::new();
-    for candidate in candidates {
-        if candidate.tokens <= room {
+    let mut left_out = Vec::new();
+    for mut candidate in candidates {
+        if candidate.fits(room.min(per_file)) {
             room -= candidate.tokens;
+            chosen.push(candidate);
+        } else {
+            left_out.push(candidate);
+        }
+    }
+    // The listing usually takes less than its reservation (grouped, or short): what it does
+    // not use goes to the files left out, in rank order. Showing one more file only shortens
+    // the listing, so the listing still fits in what is left.
+    let mut capacity = listing_reserve + room;
+    let mut all_skipped = skipped.clone();
+    all_skipped.extend(
+        left_out
+            .iter()
+            .map(|c| skipped_file(c.file, SkipReason::Budget)),
+    );
+    sort_skipped(&mut all_skipped);
+    let mut extra = capacity.saturating_sub(estimate_tokens(&listing_text(&all_skipped, capacity)));
+    for mut candidate in left_out {
+        if candidate.fits(extra.min(per_file)) {
+            extra -= candidate.tokens;
+            capacity -= candidate.tokens;
             chosen.push(candidate);
         } else {
             skipped.push(skipped_file(candidate.file, SkipReason::Budget));
@@ -207,13 +249,14 @@ pub fn build_review_prompt(input: &ReviewInput, budget: &PromptBudget) -> Review
         render_file(&mut user, candidate);
     }
 
-    // Not shown for lack of room first (those want reading), then by rule; by path within.
-    skipped.sort_by(|a, b| {
-        ((a.reason != SkipReason::Budget), &a.path)
-            .cmp(&((b.reason != SkipReason::Budget), &b.path))
-    });
+    sort_skipped(&mut skipped);
     if !skipped.is_empty() {
-        render_listing(&mut user, &skipped, listing_reserve + room);
+        let _ = writeln!(
+            user,
+            "## Changed files not shown here ({})\n",
+            skipped.len()
+        );
+        user.push_str(&listing_text(&skipped, capacity));
     }
 
     let estimated_tokens = estimate_tokens(SYSTEM_PROMPT) + estimate_tokens(&user);
@@ -239,13 +282,11 @@ fn skipped_file(file: &PullFile, reason: SkipReason) -> SkippedFile {
     }
 }
 
-/// At least the tokens of the file's section: its heading, fence, and the patch with a
-/// six-column number before each line.
-fn section_tokens_bound(file: &PullFile) -> usize {
-    let patch = file.patch.as_deref().unwrap_or_default();
-    let lines = patch.bytes().filter(|b| *b == b'\n').count() + 1;
-    let bytes =
-        2 * file.filename.len() + 96 + patch.len() + 7 * lines + 2 * longest_backticks(patch);
+/// At least the tokens of the file's section (its heading, a usual fence, and the patch with
+/// a six-column number before each line).
+fn section_tokens_bound(file: &PullFile, shape: &PatchShape) -> usize {
+    let patch_len = file.patch.as_deref().map_or(0, str::len);
+    let bytes = 2 * file.filename.len() + 96 + patch_len + 7 * shape.lines;
     bytes.div_ceil(4)
 }
 
@@ -456,14 +497,20 @@ fn render_file(out: &mut String, candidate: &Candidate<'_>) {
     let _ = write!(out, "\n{fence}diff\n{}{fence}\n\n", number_new_lines(patch));
 }
 
-/// The files not shown, one line each when that fits in `max_tokens`, else grouped by folder
-/// (as deep as fits).
-fn render_listing(out: &mut String, skipped: &[SkippedFile], max_tokens: usize) {
+/// Not shown for lack of room first (those want reading), then by rule; by path within.
+fn sort_skipped(skipped: &mut [SkippedFile]) {
+    skipped.sort_by(|a, b| {
+        (a.reason != SkipReason::Budget, &a.path).cmp(&(b.reason != SkipReason::Budget, &b.path))
+    });
+}
+
+/// The files not shown (sorted by [`sort_skipped`]), one line each when that fits in
+/// `max_tokens`, else grouped by folder, as deep as fits.
+fn listing_text(skipped: &[SkippedFile], max_tokens: usize) -> String {
     let names: Vec<String> = skipped
         .iter()
         .map(|s| sanitize_untrusted(&s.path))
         .collect();
-    let _ = writeln!(out, "## Changed files not shown here ({})\n", skipped.len());
     let mut text = listing(skipped, &names, None);
     if estimate_tokens(&text) > max_tokens {
         let deepest = names
@@ -478,7 +525,7 @@ fn render_listing(out: &mut String, skipped: &[SkippedFile], max_tokens: usize) 
             }
         }
     }
-    out.push_str(&text);
+    text
 }
 
 /// One listing: each file on a line (`depth` `None`), or files grouped by the first `depth`

@@ -328,3 +328,19 @@ fn the_budget_follows_the_model() {
         200_000
     );
 }
+
+#[test]
+fn a_patch_larger_than_its_share_is_listed_and_smaller_files_take_the_room() {
+    let mut input = many_files(3, 5);
+    let huge: String = std::iter::once("@@ -0,0 +1,3000 @@\n".to_owned())
+        .chain((0..3000).map(|i| format!("+let generated_by_hand_{i} = {i};\n")))
+        .collect();
+    input
+        .files
+        .push(file("src/huge.rs", "added", 3000, 0, Some(&huge)));
+    let prompt = build_review_prompt(&input, &PromptBudget::tokens(40_000));
+    assert_partition(&input, &prompt);
+    assert!(!prompt.included.contains(&"src/huge.rs".to_owned()));
+    assert!(prompt.user.contains("- src/huge.rs (+3000 −0)"));
+    assert_eq!(prompt.included.len(), 9, "{:?}", prompt.included);
+}

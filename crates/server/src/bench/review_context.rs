@@ -302,3 +302,32 @@ fn count_changes(patch: &str) -> (u64, u64) {
             _ => (a, d),
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_synthetic_pull_request_fits_its_budget_and_every_file_is_accounted_for() {
+        let input = synthetic_pull_request(600);
+        let budget = PromptBudget::for_model("anthropic/claude-sonnet-4-5");
+        let prompt = build_review_prompt(&input, &budget);
+        assert_eq!(prompt.included.len() + prompt.skipped.len(), 600);
+        assert!(prompt.estimated_tokens <= budget.max_tokens);
+        assert!(!prompt.included.is_empty());
+        let tail = &prompt.user[prompt.user.find("## Changed files not shown").unwrap()..];
+        println!("{}", &tail[..tail.len().min(3000)]);
+    }
+
+    #[test]
+    fn the_table_says_whether_the_files_add_up() {
+        let table = run(&ReviewContextOptions {
+            files: 200,
+            runs: 1,
+            model: "openai/gpt-4.1".into(),
+        })
+        .unwrap();
+        assert!(table.contains("in + skipped"), "{table}");
+        assert!(table.contains("=200  ok"), "{table}");
+    }
+}

@@ -15,7 +15,7 @@
 //! numbers comments anchor on, and the agent reads the same files from its checkout anyway.
 
 use std::cmp::Reverse;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
 use kodiai_github::rest::PullFile;
@@ -497,10 +497,17 @@ fn render_file(out: &mut String, candidate: &Candidate<'_>) {
     let _ = write!(out, "\n{fence}diff\n{}{fence}\n\n", number_new_lines(patch));
 }
 
-/// Not shown for lack of room first (those want reading), then by rule; by path within.
+/// Not shown for lack of room first (those want reading, by rank), then by rule; by path
+/// within.
 fn sort_skipped(skipped: &mut [SkippedFile]) {
-    skipped.sort_by(|a, b| {
-        (a.reason != SkipReason::Budget, &a.path).cmp(&(b.reason != SkipReason::Budget, &b.path))
+    skipped.sort_by_cached_key(|s| {
+        let unread = s.reason == SkipReason::Budget;
+        let rank = if unread {
+            files::kind(&s.path)
+        } else {
+            FileKind::Source
+        };
+        (!unread, rank, s.path.clone())
     });
 }
 
@@ -553,16 +560,25 @@ fn listing(skipped: &[SkippedFile], names: &[String], depth: Option<usize>) -> S
             continue;
         }
         let _ = writeln!(out, "{heading}");
-        let mut groups: BTreeMap<String, Group<'_>> = BTreeMap::new();
+        // In the order of the files (rank, then path), each group where its first file is.
+        let mut groups: Vec<(String, Group<'_>)> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
         for i in part {
             let key = match depth {
                 None => names[i].clone(),
                 Some(depth) => folder_prefix(&names[i], depth),
             };
-            let group = groups.entry(key).or_insert_with(|| Group {
-                first: i,
-                ..Group::default()
+            let at = *index.entry(key.clone()).or_insert_with(|| {
+                groups.push((
+                    key,
+                    Group {
+                        first: i,
+                        ..Group::default()
+                    },
+                ));
+                groups.len() - 1
             });
+            let group = &mut groups[at].1;
             group.files += 1;
             group.additions += skipped[i].additions;
             group.deletions += skipped[i].deletions;

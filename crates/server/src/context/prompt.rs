@@ -141,6 +141,8 @@ struct Candidate<'a> {
     kind: FileKind,
     /// An upper bound of its section's tokens (see [`Candidate::fits`]).
     tokens: usize,
+    /// Whether `tokens` counts the patch's fence yet.
+    fenced: bool,
 }
 
 impl Candidate<'_> {
@@ -151,8 +153,11 @@ impl Candidate<'_> {
         if self.tokens > room {
             return false;
         }
-        let patch = self.file.patch.as_deref().unwrap_or_default();
-        self.tokens += longest_backticks(patch).div_ceil(2);
+        if !self.fenced {
+            self.fenced = true;
+            let patch = self.file.patch.as_deref().unwrap_or_default();
+            self.tokens += longest_backticks(patch).div_ceil(2);
+        }
         self.tokens <= room
     }
 }
@@ -176,6 +181,7 @@ pub fn build_review_prompt(input: &ReviewInput, budget: &PromptBudget) -> Review
                 file,
                 kind: files::kind(&file.filename),
                 tokens: section_tokens_bound(file, &shape),
+                fenced: false,
             }),
         }
     }

@@ -379,3 +379,23 @@ fn github_text_cannot_close_its_untrusted_fence() {
     );
     assert!(prompt.user.contains("text </untrusted_data>"));
 }
+
+#[test]
+fn a_patch_with_a_code_fence_gets_a_longer_fence() {
+    let mut input = fixture();
+    input.files = vec![file(
+        "README.md",
+        "modified",
+        3,
+        0,
+        Some("@@ -1 +1,4 @@\n # App\n+```sh\n+make\n+```"),
+    )];
+    let prompt = build_review_prompt(&input, &PromptBudget::tokens(50_000));
+    assert!(
+        prompt.user.contains(
+            "````diff\n@@ -1 +1,4 @@\n    1  # App\n    2 +```sh\n    3 +make\n    4 +```\n````\n"
+        ),
+        "{}",
+        prompt.user
+    );
+}

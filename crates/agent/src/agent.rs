@@ -153,7 +153,7 @@ impl std::fmt::Debug for AgentRun {
 }
 
 /// Events buffered between the run and a slow reader before the run waits for it.
-const EVENT_BUFFER: usize = 1024;
+pub(crate) const EVENT_BUFFER: usize = 1024;
 
 /// Starts a run of `task` on the current Tokio runtime.
 pub fn start(task: Task) -> AgentRun {
@@ -168,6 +168,20 @@ pub fn start(task: Task) -> AgentRun {
 }
 
 impl AgentRun {
+    /// A handle over a run driven elsewhere in the crate (the CLI backends): the same events,
+    /// cancellation and outcome as [`start`]'s.
+    pub(crate) fn from_parts(
+        events: mpsc::Receiver<AgentEvent>,
+        cancel: CancellationToken,
+        task: tokio::task::JoinHandle<RunOutcome>,
+    ) -> Self {
+        Self {
+            events,
+            cancel,
+            task,
+        }
+    }
+
     /// Stops the run: the model call or the tools in flight are abandoned (tools are told
     /// through their context and get a moment to clean up), then `finished` (`cancelled`).
     pub fn cancel(&self) {

@@ -125,6 +125,15 @@ pub struct PushReport {
     pub commits: Vec<String>,
 }
 
+/// What [`Checkout::stage_all`] staged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Staged {
+    /// Repository-relative paths, `/`-separated; a rename shows as its old and new path.
+    pub paths: Vec<String>,
+    /// The staged changes as a unified diff.
+    pub diff: String,
+}
+
 /// What a sweep cleaned up.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SweepReport {
@@ -818,19 +827,36 @@ impl Checkout {
         message: &str,
         co_authors: &[Identity],
     ) -> Result<Option<String>, WorkspaceError> {
+        self.commit(message, co_authors, true).await
+    }
+
+    async fn commit(
+        &self,
+        message: &str,
+        co_authors: &[Identity],
+        stage: bool,
+    ) -> Result<Option<String>, WorkspaceError> {
         if message.trim().is_empty() {
             return Err(WorkspaceError::InvalidInput(
                 "a commit needs a message".into(),
             ));
         }
-        self.git
-            .run(&self.path, &["add", "--all"], None, &[])
-            .await?;
-        let status = self
+        if stage {
+            self.git
+                .run(&self.path, &["add", "--all"], None, &[])
+                .await?;
+        }
+        // What is staged (everything, after `add --all`): nothing means no commit.
+        let staged = self
             .git
-            .run(&self.path, &["status", "--porcelain=v2", "-z"], None, &[])
+            .run(
+                &self.path,
+                &["diff", "--cached", "--name-only", "-z"],
+                None,
+                &[],
+            )
             .await?;
-        if status.stdout.is_empty() {
+        if staged.stdout.is_empty() {
             return Ok(None);
         }
         let trailers: Vec<String> = co_authors
@@ -852,6 +878,65 @@ impl Checkout {
         let head = self.head().await?;
         tracing::info!(commit = %head, "committed");
         Ok(Some(head))
+    }
+
+    /// Stages every change in the worktree (`git add --all`) and returns what is staged: the
+    /// paths (both sides of a rename) and the staged diff, for a caller to check (write policy,
+    /// secret scan) before [`Checkout::commit_staged`], or to give back with
+    /// [`Checkout::unstage_all`].
+    pub async fn stage_all(&self) -> Result<Staged, WorkspaceError> {
+        self.git
+            .run(&self.path, &["add", "--all"], None, &[])
+            .await?;
+        let names = self
+            .git
+            .run(
+                &self.path,
+                &["diff", "--cached", "--name-only", "--no-renames", "-z"],
+                None,
+                &[],
+            )
+            .await?;
+        let paths = names
+            .stdout
+            .split('\0')
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let diff = self
+            .git
+            .run(
+                &self.path,
+                &[
+                    "diff",
+                    "--cached",
+                    "--no-color",
+                    "--no-ext-diff",
+                    "--no-renames",
+                ],
+                None,
+                &[],
+            )
+            .await?
+            .stdout;
+        Ok(Staged { paths, diff })
+    }
+
+    /// Unstages everything (the files in the worktree stay as they are).
+    pub async fn unstage_all(&self) -> Result<(), WorkspaceError> {
+        self.git
+            .run(&self.path, &["reset", "--quiet"], None, &[])
+            .await?;
+        Ok(())
+    }
+
+    /// Commits what is staged, as [`Checkout::commit_all`] does; `None` when nothing is.
+    pub async fn commit_staged(
+        &self,
+        message: &str,
+        co_authors: &[Identity],
+    ) -> Result<Option<String>, WorkspaceError> {
+        self.commit(message, co_authors, false).await
     }
 
     /// Pushes the worktree's HEAD to `branch` of `to` (default: the repository it was checked out

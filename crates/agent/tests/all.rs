@@ -6,4 +6,5 @@
 
 mod suite {
     mod agent_loop;
+    mod cli_backends;
 }

@@ -562,6 +562,23 @@ impl InstallationClient {
         self.client.is_app() && self.installation_id.is_some()
     }
 
+    /// The token git authenticates with to push and fetch as this installation (the
+    /// installation token, cached and refreshed like the API's; the personal token in that
+    /// mode). For a workspace's remote only: it must never reach a log, a prompt or a body.
+    pub async fn git_token(&self) -> Result<SecretString> {
+        let inner = &self.client.inner;
+        match &inner.credentials {
+            Credentials::Token(token) => Ok(token.clone()),
+            Credentials::App { app_id, key } => {
+                let id = self.installation_id.ok_or(Error::NoInstallation)?;
+                inner
+                    .tokens
+                    .get_or_refresh(id, || self.exchange_token(*app_id, key, id))
+                    .await
+            }
+        }
+    }
+
     /// The `Authorization` header value for this installation.
     async fn authorization(&self) -> Result<SecretString> {
         let inner = &self.client.inner;

@@ -4,10 +4,12 @@
 pub mod auth;
 pub mod client;
 pub mod contents;
+pub mod diff;
 pub mod events;
 pub mod governor;
 pub mod mention;
 pub mod permissions;
 pub mod rest;
+pub mod review;
 pub mod sanitize;
 pub mod webhook;

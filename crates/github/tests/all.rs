@@ -10,10 +10,12 @@
 mod suite {
     mod auth;
     mod contents;
+    mod diff;
     mod governor;
     mod permissions;
     mod rest;
     mod retries;
+    mod review;
 
     use kodiai_github::client::{ClientOptions, GithubClient, InstallationClient};
     use kodiai_test_support::github::{FakeGithub, test_app_key};

@@ -2,31 +2,104 @@
 //! (a mention to answer). Ingress decided from the payload alone (fast, before the 202); these
 //! start with the slow checks it could not make: the repository's `.kodiai.yml` from the default
 //! branch and, for mentions, the sender's permission. The work itself (the review, the answer)
-//! joins them with the review and mention flows.
+//! joins them with the review and mention flows. [`GithubWork`] is what they share: the client,
+//! the workspaces, the model.
 
 pub mod mention;
 pub mod review;
 
 use std::sync::Arc;
 
+use anyhow::Context as _;
+use kodiai_agent::workspace::Workspaces;
 use kodiai_github::client::{GithubClient, InstallationClient};
 use kodiai_github::contents::RepoFile;
+use kodiai_llm::{CallScope, Llm, LlmSettings, ModelRef, PriceTable};
 use kodiai_protocol::JobKind;
+use kodiai_store::Store;
 use serde_json::json;
 
 use crate::config::Config;
-use crate::github::{GithubSetupError, build_client};
-use crate::jobs::{Handlers, JobContext, JobError};
+use crate::github::build_client;
+use crate::jobs::{Clock, Handlers, JobContext, JobError};
 use crate::repo_config::{self, RepoConfig};
 
-/// What the GitHub handlers share: the process's one GitHub client, if one is configured.
+/// What the GitHub handlers share: the process's one GitHub client (if one is configured), the
+/// git workspaces jobs check out into, the model the agent talks to, and kodiai's own handles.
 pub struct GithubWork {
     client: Option<GithubClient>,
+    /// `None` in [`GithubWork::new`] (gate-only handlers, for tests of the gates).
+    workspaces: Option<Workspaces>,
+    /// The configured model chain, or why there is none (a missing key): a job that needs the
+    /// model says so in its tracking comment.
+    llm: Result<LlmWork, String>,
+    /// The handles kodiai answers to and writes as (without `@`): neutralized in what it
+    /// writes, so that it never triggers itself.
+    own_handles: Vec<String>,
+}
+
+/// The model side of [`GithubWork`].
+#[derive(Clone)]
+pub(crate) struct LlmWork {
+    /// The default chain.
+    pub(crate) llm: Llm,
+    /// To build another chain for a repository's `model:`.
+    pub(crate) settings: LlmSettings,
+    pub(crate) recorder: Arc<dyn kodiai_llm::CallRecorder>,
 }
 
 impl GithubWork {
+    /// Only the client: the gates run, the work after them fails for want of a workspace.
     pub fn new(client: Option<GithubClient>) -> Self {
-        Self { client }
+        Self {
+            client,
+            workspaces: None,
+            llm: Err("no model is configured for this worker".into()),
+            own_handles: Vec::new(),
+        }
+    }
+
+    /// Everything the jobs need, from the configuration: the client, the workspaces under the
+    /// data folder, the model (its calls recorded in `store` at `clock`'s time).
+    pub async fn for_config(config: &Config, store: &Store, clock: &Clock) -> anyhow::Result<Self> {
+        let client = build_client(&config.github)?;
+        let workspaces = Workspaces::open(config.workspaces.settings(&config.data_dir))
+            .await
+            .context("opening the workspaces folder")?;
+        let llm = crate::llm::settings(&config.llm)
+            .map_err(|e| format!("{e:#}"))
+            .and_then(|settings| {
+                let recorder: Arc<dyn kodiai_llm::CallRecorder> =
+                    Arc::new(crate::llm::StoreRecorder {
+                        store: store.clone(),
+                        clock: clock.clone(),
+                    });
+                Llm::from_settings(&settings, Arc::clone(&recorder))
+                    .map(|llm| LlmWork {
+                        llm,
+                        settings,
+                        recorder,
+                    })
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(reason) = &llm {
+            tracing::warn!(%reason, "no model for mentions and reviews");
+        }
+        let mut own_handles: Vec<String> = std::iter::once(config.mentions.trigger.as_str())
+            .chain(config.mentions.aliases.iter().map(String::as_str))
+            .map(|h| h.trim_start_matches('@').to_owned())
+            .chain(config.github.own_logins())
+            .chain(config.github.app_slug.iter().cloned())
+            .filter(|h| !h.is_empty())
+            .collect();
+        own_handles.sort();
+        own_handles.dedup();
+        Ok(Self {
+            client,
+            workspaces: Some(workspaces),
+            llm,
+            own_handles,
+        })
     }
 
     /// The client for a job's installation; a job that needs GitHub fails at once (and says
@@ -39,13 +112,50 @@ impl GithubWork {
         })?;
         Ok(client.installation(installation_id.and_then(|id| u64::try_from(id).ok())))
     }
+
+    pub(crate) fn workspaces(&self) -> Option<&Workspaces> {
+        self.workspaces.as_ref()
+    }
+
+    /// The model for a job: the repository's `model:` when it names one, else the default
+    /// chain; its calls are accounted to `job_id`.
+    pub(crate) fn model(&self, repo_model: Option<&str>, job_id: &str) -> Result<Llm, String> {
+        let work = self.llm.as_ref().map_err(Clone::clone)?;
+        let llm = match repo_model.filter(|m| !m.trim().is_empty()) {
+            Some(model) => {
+                let mut settings = work.settings.clone();
+                let model = ModelRef::parse(model).map_err(|e| format!("model {model:?}: {e}"))?;
+                settings.models.retain(|m| *m != model);
+                settings.models.insert(0, model);
+                Llm::from_settings(&settings, Arc::clone(&work.recorder))
+                    .map_err(|e| e.to_string())?
+            }
+            None => work.llm.clone(),
+        };
+        Ok(llm.scoped(CallScope {
+            job_id: Some(job_id.to_owned()),
+            session_id: None,
+        }))
+    }
+
+    /// The prices the model calls are costed with.
+    pub(crate) fn prices(&self) -> PriceTable {
+        self.llm
+            .as_ref()
+            .map(|w| w.settings.prices.clone())
+            .unwrap_or_else(|_| PriceTable::builtin())
+    }
+
+    pub(crate) fn own_handles(&self) -> &[String] {
+        &self.own_handles
+    }
 }
 
 impl Handlers {
-    /// kodiai's handlers for this configuration: [`Handlers::builtin`] plus the GitHub work,
-    /// with the GitHub client the configuration describes.
-    pub fn for_config(config: &Config) -> Result<Self, GithubSetupError> {
-        let work = Arc::new(GithubWork::new(build_client(&config.github)?));
+    /// kodiai's handlers for this configuration: [`Handlers::builtin`] plus the GitHub work
+    /// ([`GithubWork::for_config`]).
+    pub async fn for_config(config: &Config, store: &Store, clock: &Clock) -> anyhow::Result<Self> {
+        let work = Arc::new(GithubWork::for_config(config, store, clock).await?);
         Ok(Self::with_github(work))
     }
 

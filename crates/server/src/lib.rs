@@ -7,6 +7,7 @@ pub mod bench;
 pub mod config;
 pub mod context;
 pub mod github;
+pub mod github_tools;
 pub mod handlers;
 pub mod http;
 pub mod ingress;

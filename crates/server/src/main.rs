@@ -242,7 +242,7 @@ fn main() -> ExitCode {
         }
     };
     if let Command::Run(args) = command {
-        return runtime.block_on(kodiai::run::command(&config.llm, args));
+        return runtime.block_on(kodiai::run::command(&config, args));
     }
     let result = runtime.block_on(run(command, config));
     match result {
@@ -266,8 +266,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 signal.await;
                 stop.cancel();
             });
-            let handlers = kodiai::jobs::Handlers::for_config(&config)?;
-            server::run_workers(config, handlers, token).await?;
+            server::run_workers(config, None, token).await?;
             tracing::info!("stopped");
             Ok(())
         }
@@ -307,7 +306,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
         // Handled in `main`, which owns its exit code.
         Command::Run(args) => {
-            let code = kodiai::run::command(&config.llm, args).await;
+            let code = kodiai::run::command(&config, args).await;
             anyhow::ensure!(code == ExitCode::SUCCESS, "the task did not complete");
             Ok(())
         }

@@ -1,7 +1,10 @@
-//! `kodiai run`: one headless agent task in a directory, with the workspace tools and the
-//! configured model (the `[llm]` configuration, so the same keys and environment variables pick
-//! the model). Events are printed as they happen, as text for a person or, with `--json`, one
-//! JSON object per line (the [`AgentEvent`] wire format).
+//! `kodiai run`: one headless agent task in a directory, on the configured backend: the native
+//! loop with the workspace tools and the configured model (the `[llm]` configuration, so the
+//! same keys and environment variables pick the model), or the Claude Code or Gemini CLI
+//! (`--backend`, default `agent.backend`) with their own tools. `run_command` (the CLIs' shell)
+//! is offered only when `agent.allowed_tools` names it. Events are printed as they happen, as
+//! text for a person or, with `--json`, one JSON object per line (the [`AgentEvent`] wire
+//! format), the same for every backend.
 //!
 //! Exit codes: 0 the task completed; 1 it ended otherwise (error, timeout, budget, max turns,
 //! cancelled by a signal); 2 bad usage (a missing directory, a bad model name, a missing key).
@@ -13,12 +16,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use kodiai_agent::tools::{ToolRegistry, ToolRouter, WorkspaceRoot, WorkspaceToolOptions};
-use kodiai_agent::{Limits, Task};
-use kodiai_llm::{Llm, ModelRef, ModelSettings, NoRecorder};
+use kodiai_agent::backends::{BackendKind, Cli, CliCredential, CliTask};
+use kodiai_agent::tools::{
+    RunCommandOptions, ToolRegistry, ToolRouter, WorkspaceRoot, WorkspaceToolOptions,
+};
+use kodiai_agent::{AgentRun, Limits, Task};
+use kodiai_llm::{Llm, ModelRef, ModelSettings, NoRecorder, PriceTable};
 use kodiai_protocol::{AgentEvent, FinishReason};
 
-use crate::config::LlmConfig;
+use crate::config::Config;
 
 /// The arguments of `kodiai run`.
 #[derive(Debug, Clone, clap::Args)]
@@ -26,9 +32,14 @@ pub struct RunArgs {
     /// The directory to work in; the tools cannot leave it.
     #[arg(long, value_name = "DIR")]
     pub dir: PathBuf,
-    /// The model, provider/model (default: the configured model and its fallbacks).
+    /// The model, provider/model (default: the configured model and its fallbacks). For the
+    /// CLI backends, the CLI's model name, with or without its provider (`anthropic/`,
+    /// `gemini/`).
     #[arg(long, value_name = "PROVIDER/MODEL")]
     pub model: Option<String>,
+    /// Who runs the task: native, claude-code or gemini-cli (default: `agent.backend`).
+    #[arg(long, value_name = "BACKEND", value_parser = parse_backend)]
+    pub backend: Option<BackendKind>,
     /// Model calls at most.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub max_turns: u32,
@@ -44,6 +55,10 @@ pub struct RunArgs {
     pub json: bool,
     /// What to do.
     pub instructions: String,
+}
+
+fn parse_backend(text: &str) -> Result<BackendKind, String> {
+    text.parse()
 }
 
 /// Why `kodiai run` could not start.
@@ -63,8 +78,7 @@ search before you change anything, make the smallest change that does the task, 
 code's style. When the task is done, answer with a short summary of what you changed and call \
 no more tools.";
 
-/// The task `args` describe, with the model of `config`.
-pub async fn task(config: &LlmConfig, args: &RunArgs) -> Result<Task, RunError> {
+fn check_args(args: &RunArgs) -> Result<WorkspaceRoot, RunError> {
     if args.instructions.trim().is_empty() {
         return Err(RunError::Usage("the instructions are empty".into()));
     }
@@ -75,21 +89,50 @@ pub async fn task(config: &LlmConfig, args: &RunArgs) -> Result<Task, RunError> 
             "--budget {budget}: expected a positive number of USD"
         )));
     }
-    let root = WorkspaceRoot::new(&args.dir)
-        .map_err(|e| RunError::Usage(format!("--dir {}: {e}", args.dir.display())))?;
+    WorkspaceRoot::new(&args.dir)
+        .map_err(|e| RunError::Usage(format!("--dir {}: {e}", args.dir.display())))
+}
+
+fn limits(args: &RunArgs) -> Limits {
+    Limits {
+        max_turns: args.max_turns,
+        timeout: Some(Duration::from_secs(args.timeout)),
+        budget_usd: args.budget,
+    }
+}
+
+/// Starts the task `args` describe on its backend.
+pub async fn start(config: &Config, args: &RunArgs) -> Result<AgentRun, RunError> {
+    let backend = args.backend.unwrap_or(config.agent.backend);
+    match config.agent.backend_config(backend, &config.llm).cli() {
+        None => Ok(kodiai_agent::start(task(config, args).await?)),
+        Some((cli, program)) => Ok(kodiai_agent::backends::start_cli(cli_task(
+            config, args, cli, program,
+        )?)),
+    }
+}
+
+/// The native task `args` describe, with the model of `config`.
+pub async fn task(config: &Config, args: &RunArgs) -> Result<Task, RunError> {
+    let root = check_args(args)?;
     let mut settings =
-        crate::llm::settings(config).map_err(|e| RunError::Usage(format!("{e:#}")))?;
+        crate::llm::settings(&config.llm).map_err(|e| RunError::Usage(format!("{e:#}")))?;
     if let Some(model) = &args.model {
         let model = ModelRef::parse(model).map_err(|e| RunError::Usage(format!("--model: {e}")))?;
         settings.models = vec![model];
     }
     let llm = Llm::from_settings(&settings, Arc::new(NoRecorder))
         .map_err(|e| RunError::Usage(e.to_string()))?;
+    let options = WorkspaceToolOptions {
+        run_command: config
+            .agent
+            .allows("run_command")
+            .then(RunCommandOptions::default),
+        ..WorkspaceToolOptions::default()
+    };
     let mut registry = ToolRegistry::new();
     registry
-        .register_all(
-            kodiai_agent::tools::workspace_tools(&root, &WorkspaceToolOptions::default()).await,
-        )
+        .register_all(kodiai_agent::tools::workspace_tools(&root, &options).await)
         .map_err(|e| RunError::Usage(e.to_string()))?;
     let model_settings = ModelSettings::new(llm.model().model.clone());
     let mut task = Task::new(
@@ -100,23 +143,107 @@ pub async fn task(config: &LlmConfig, args: &RunArgs) -> Result<Task, RunError> 
     );
     task.system = SYSTEM_PROMPT.to_owned();
     task.prices = settings.prices;
-    task.limits = Limits {
-        max_turns: args.max_turns,
-        timeout: Some(Duration::from_secs(args.timeout)),
-        budget_usd: args.budget,
-    };
+    task.limits = limits(args);
     Ok(task)
 }
 
-/// Runs `task`, writing its events to `out` as they come; stops it when `stop` resolves (a
+/// The CLI task `args` describe: the CLI's workspace tools (its shell only when `run_command`
+/// is allowed), its credential from `[llm]`, the model named for its provider.
+pub fn cli_task(
+    config: &Config,
+    args: &RunArgs,
+    cli: Cli,
+    program: PathBuf,
+) -> Result<CliTask, RunError> {
+    let root = check_args(args)?;
+    let provider = match cli {
+        Cli::ClaudeCode => "anthropic",
+        Cli::GeminiCli => "gemini",
+    };
+    // `--model` as given (with the CLI's provider or none); the configured model only when
+    // it is the CLI's provider's.
+    let model = match &args.model {
+        Some(model) => match ModelRef::parse(model) {
+            Ok(m) if m.provider == provider => Some(m.model),
+            Ok(m) => {
+                return Err(RunError::Usage(format!(
+                    "--model {model}: the {} backend runs {provider} models, not {}",
+                    cli.name(),
+                    m.provider
+                )));
+            }
+            Err(_) => Some(model.trim().to_owned()),
+        },
+        None => config
+            .llm
+            .model
+            .as_deref()
+            .and_then(|m| ModelRef::parse(m).ok())
+            .filter(|m| m.provider == provider)
+            .map(|m| m.model),
+    };
+    let credential = match cli {
+        Cli::ClaudeCode => config
+            .llm
+            .anthropic_api_key
+            .clone()
+            .map(CliCredential::AnthropicApiKey)
+            .or_else(|| {
+                config
+                    .llm
+                    .claude_code_oauth_token
+                    .clone()
+                    .map(CliCredential::ClaudeCodeOauthToken)
+            })
+            .ok_or_else(|| {
+                RunError::Usage(
+                    "the claude-code backend needs ANTHROPIC_API_KEY or CLAUDE_CODE_OAUTH_TOKEN"
+                        .into(),
+                )
+            })?,
+        Cli::GeminiCli => config
+            .llm
+            .gemini_api_key
+            .clone()
+            .map(CliCredential::GeminiApiKey)
+            .ok_or_else(|| RunError::Usage("the gemini-cli backend needs GEMINI_API_KEY".into()))?,
+    };
+    let mut prices = PriceTable::builtin();
+    for (name, price) in &config.llm.prices {
+        prices.set(name.clone(), *price);
+    }
+    let mut task = CliTask::new(cli, program, root.path(), args.instructions.clone());
+    task.system = SYSTEM_PROMPT.to_owned();
+    task.model = model;
+    task.allowed_tools = cli.workspace_tools(config.agent.allows("run_command"));
+    task.credential = Some(credential);
+    task.path = config.agent.cli_search_path.clone();
+    task.limits = limits(args);
+    task.prices = prices;
+    if cli == Cli::ClaudeCode
+        && config.llm.anthropic_base_url.as_str() != "https://api.anthropic.com/"
+    {
+        task.env.push((
+            "ANTHROPIC_BASE_URL".into(),
+            config
+                .llm
+                .anthropic_base_url
+                .as_str()
+                .trim_end_matches('/')
+                .to_owned(),
+        ));
+    }
+    Ok(task)
+}
+
+/// Prints the events of `run` to `out` as they come; stops it when `stop` resolves (a
 /// signal). Returns how it ended.
 pub async fn run(
-    task: Task,
+    mut run: AgentRun,
     json: bool,
     out: &mut (dyn Write + Send),
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> Result<FinishReason, RunError> {
-    let mut run = kodiai_agent::start(task);
     let cancel = run.cancel_token();
     let watcher = tokio::spawn(async move {
         stop.await;
@@ -144,9 +271,9 @@ pub async fn run(
 }
 
 /// The whole command: 0 completed, 1 any other end, 2 bad usage.
-pub async fn command(config: &LlmConfig, args: RunArgs) -> ExitCode {
-    let task = match task(config, &args).await {
-        Ok(task) => task,
+pub async fn command(config: &Config, args: RunArgs) -> ExitCode {
+    let agent = match start(config, &args).await {
+        Ok(agent) => agent,
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "kodiai: {e}");
             return ExitCode::from(2);
@@ -154,7 +281,7 @@ pub async fn command(config: &LlmConfig, args: RunArgs) -> ExitCode {
     };
     let mut stdout = std::io::stdout();
     match run(
-        task,
+        agent,
         args.json,
         &mut stdout,
         crate::server::shutdown_signal(),

@@ -120,7 +120,7 @@ pub async fn start(config: Config, setup: Setup) -> anyhow::Result<RunningServer
     start_workspace_sweeper(&config, &shutdown).await?;
     let handlers = match setup.handlers {
         Some(handlers) => handlers,
-        None => Handlers::for_config(&config)?,
+        None => Handlers::for_config(&config, &store, &setup.clock).await?,
     };
     let size = config.jobs.workers;
     let workers = (size > 0).then(|| {
@@ -171,14 +171,18 @@ pub async fn start(config: Config, setup: Setup) -> anyhow::Result<RunningServer
     })
 }
 
-/// `kodiai worker`: the configured workers without an HTTP server, until `shutdown` fires; then
+/// `kodiai worker`: the configured workers (`handlers`, default kodiai's own) without an HTTP server, until `shutdown` fires; then
 /// running jobs get the grace period to finish and the rest go back to the queue.
 pub async fn run_workers(
     config: Config,
-    handlers: Handlers,
+    handlers: Option<Handlers>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
+    let handlers = match handlers {
+        Some(handlers) => handlers,
+        None => Handlers::for_config(&config, &store, &Clock::System).await?,
+    };
     start_workspace_sweeper(&config, &shutdown).await?;
     let size = config.jobs.workers.max(1);
     let pool = WorkerPool::start(

@@ -166,7 +166,11 @@ struct Data {
     check_runs: HashMap<(String, String), Vec<Value>>,
     statuses: HashMap<(String, String), Vec<Value>>,
     graphql: VecDeque<Value>,
-    /// The review context's block (see [`FakeGithub::add_issue`]).
+    /// (repo, path, line) a review comment may not sit on ([`FakeGithub::reject_review_line`]).
+    rejected_review_lines: Vec<(String, String, u64)>,
+    /// The mention flow's part of the fake (see [`MentionData`]).
+    mention: MentionData,
+    /// The review context's part of the fake (see [`FakeGithub::put_file_at`]).
     context: ContextData,
 }
 
@@ -659,6 +663,9 @@ fn route(
     let base = format!("http://{host}{path}");
     let text = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).map(str::to_owned);
 
+    if let Some(answer) = mention_route(d, method.as_str(), rest, &repo, body) {
+        return answer;
+    }
     if let Some(answer) = context_route(d, method, rest, &repo, query) {
         return answer;
     }
@@ -877,6 +884,7 @@ fn route(
                     paged(&all, query, &base)
                 }
                 ("POST", ["reviews"]) => create_review(d, &repo, number, &pull, body),
+                ("DELETE", ["reviews", id]) => delete_pending_review(d, &repo, number, id),
                 ("POST", ["comments", id, "replies"]) => {
                     let Some(parent) = id
                         .parse::<u64>()
@@ -1013,7 +1021,11 @@ fn exchange_token(d: &mut Data, installation: &str, headers: &BTreeMap<String, S
         return Answer::not_found();
     }
     d.tokens_issued += 1;
-    let token = format!("ghs_fake{installation}x{}", d.tokens_issued);
+    let token = d
+        .mention
+        .installation_token
+        .clone()
+        .unwrap_or_else(|| format!("ghs_fake{installation}x{}", d.tokens_issued));
     d.tokens.push(token.clone());
     let expires_at = (chrono::Utc::now() + chrono::Duration::seconds(d.token_ttl_secs))
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
@@ -1054,6 +1066,9 @@ fn create_review(d: &mut Data, repo: &str, number: u64, pull: &Value, body: &Val
         {
             return Answer::message(422, "Unprocessable Entity: Path could not be resolved");
         }
+    }
+    if let Some(refused) = refuse_review(d, repo, number, &comments, event) {
+        return refused;
     }
     let id = d.next_id();
     let login = d.bot_login.clone();
@@ -1114,10 +1129,273 @@ fn paged(items: &[Value], query: &str, base: &str) -> Answer {
     answer
 }
 
+// ---- Review comments GitHub refuses, and pending reviews ----
+//
+// GitHub refuses a whole review (422) when one inline comment is on a line it cannot resolve,
+// without saying which; a review created without `event` is PENDING (seen only by its author,
+// at most one per author and pull request) until submitted or deleted.
+
+impl FakeGithub {
+    /// Makes any review with an inline comment on `path` at `line` (its `line` or `start_line`)
+    /// fail with GitHub's 422, as for a line outside the diff.
+    pub fn reject_review_line(&self, repo: &str, path: &str, line: u64) -> &Self {
+        self.data()
+            .rejected_review_lines
+            .push((repo.to_owned(), path.to_owned(), line));
+        self
+    }
+
+    /// Reviews of the pull request that others see (not pending).
+    pub fn visible_reviews(&self, repo: &str, number: u64) -> Vec<Value> {
+        self.reviews(repo, number)
+            .into_iter()
+            .filter(|r| r["state"] != "PENDING")
+            .collect()
+    }
+
+    /// Pending reviews of the pull request still there.
+    pub fn pending_reviews(&self, repo: &str, number: u64) -> Vec<Value> {
+        self.reviews(repo, number)
+            .into_iter()
+            .filter(|r| r["state"] == "PENDING")
+            .collect()
+    }
+}
+
+/// GitHub's answer to a review it will not create, if it will not.
+fn refuse_review(
+    d: &Data,
+    repo: &str,
+    number: u64,
+    comments: &[Value],
+    event: &str,
+) -> Option<Answer> {
+    let unprocessable = |error: &str| {
+        Answer::json(
+            422,
+            json!({
+                "message": "Unprocessable Entity",
+                "errors": [error],
+                "documentation_url": "https://docs.github.com/rest/pulls/reviews#create-a-review-for-a-pull-request",
+                "status": "422",
+            }),
+        )
+    };
+    let refused = comments.iter().any(|c| {
+        let path = c["path"].as_str().unwrap_or_default();
+        [c["line"].as_u64(), c["start_line"].as_u64()]
+            .into_iter()
+            .flatten()
+            .any(|line| {
+                d.rejected_review_lines
+                    .iter()
+                    .any(|(r, p, l)| r == repo && p == path && *l == line)
+            })
+    });
+    if refused {
+        return Some(unprocessable(
+            "Pull request review thread line must be part of the diff and Pull request review thread diff hunk can't be blank",
+        ));
+    }
+    let pending = d
+        .reviews
+        .iter()
+        .any(|(r, n, v)| r == repo && *n == number && v["state"] == "PENDING");
+    (event == "PENDING" && pending)
+        .then(|| unprocessable("User can only have one pending review per pull request"))
+}
+
+/// `DELETE /pulls/{n}/reviews/{id}`: only a pending review can be deleted.
+fn delete_pending_review(d: &mut Data, repo: &str, number: u64, id: &str) -> Answer {
+    let Ok(id) = id.parse::<u64>() else {
+        return Answer::not_found();
+    };
+    let Some(index) = d
+        .reviews
+        .iter()
+        .position(|(r, n, v)| r == repo && *n == number && v["id"] == json!(id))
+    else {
+        return Answer::not_found();
+    };
+    if d.reviews[index].2["state"] != "PENDING" {
+        return Answer::message(
+            422,
+            "Unprocessable Entity: Can not delete a non-pending pull request review",
+        );
+    }
+    let (_, _, review) = d.reviews.remove(index);
+    d.review_comments
+        .retain(|_, (_, _, c)| c["pull_request_review_id"] != json!(id));
+    Answer::json(200, review)
+}
+
 /// A git-blob-like id of the text (40 hex digits, changes when the text does).
 fn blob_sha(text: &str) -> String {
     let digest = sha2::Sha256::digest(format!("blob {}\0{text}", text.len()).as_bytes());
     hex::encode(digest)[..40].to_owned()
+}
+
+// ---- The mention flow's endpoints: issues, single review comments and reviews, comment times,
+// the clone URL of a repository and a fixed installation token (so that the git server of a
+// test accepts what the fake issues).
+
+/// What the mention flow's endpoints keep.
+#[derive(Default)]
+struct MentionData {
+    /// Every token exchange answers with this token (default: a fresh one each time).
+    installation_token: Option<String>,
+    issues: HashMap<(String, u64), Value>,
+}
+
+impl FakeGithub {
+    /// Installation tokens are all `token` (the [`crate::git::GitFixture`]'s, so that pushes
+    /// with the token kodiai got from this fake are accepted).
+    pub fn installation_token(&self, token: &str) -> &Self {
+        self.data().mention.installation_token = Some(token.to_owned());
+        self
+    }
+
+    /// The repository's `clone_url` (a [`crate::git::GitFixture`] URL).
+    pub fn set_clone_url(&self, repo: &str, url: &str) -> &Self {
+        let mut d = self.data();
+        let (owner, name) = repo.split_once('/').unwrap_or((repo, repo));
+        let entry = d.repos.entry(repo.to_owned()).or_insert_with(|| {
+            json!({"id": 1, "name": name, "full_name": repo, "private": false,
+                   "owner": {"login": owner, "type": "User"}, "default_branch": "main"})
+        });
+        entry["clone_url"] = json!(url);
+        self
+    }
+
+    /// An issue (`GET /issues/{n}`): `title`, `body`, `user` login; created now.
+    pub fn add_issue(
+        &self,
+        repo: &str,
+        number: u64,
+        title: &str,
+        body: &str,
+        login: &str,
+    ) -> &Self {
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        self.data().mention.issues.insert(
+            (repo.to_owned(), number),
+            json!({
+                "number": number, "title": title, "body": body, "state": "open",
+                "user": {"login": login, "type": "User"},
+                "html_url": format!("https://github.com/{repo}/issues/{number}"),
+                "created_at": now, "updated_at": now,
+            }),
+        );
+        self
+    }
+
+    /// Sets a conversation comment's `created_at` and `updated_at` (RFC 3339).
+    pub fn set_issue_comment_times(&self, id: u64, created_at: &str, updated_at: &str) -> &Self {
+        if let Some((_, _, c)) = self.data().issue_comments.get_mut(&id) {
+            c["created_at"] = json!(created_at);
+            c["updated_at"] = json!(updated_at);
+        }
+        self
+    }
+
+    /// Changes a conversation comment's body, as its author editing it at `updated_at`.
+    pub fn edit_issue_comment(&self, id: u64, body: &str, updated_at: &str) -> &Self {
+        if let Some((_, _, c)) = self.data().issue_comments.get_mut(&id) {
+            c["body"] = json!(body);
+            c["updated_at"] = json!(updated_at);
+        }
+        self
+    }
+
+    /// A review-thread comment by `login` at `(path, line)` (a reply when `in_reply_to` is
+    /// given); returns its id.
+    pub fn add_review_comment(
+        &self,
+        repo: &str,
+        number: u64,
+        login: &str,
+        body: &str,
+        (path, line): (&str, u64),
+        in_reply_to: Option<u64>,
+    ) -> u64 {
+        let mut d = self.data();
+        let id = d.next_id();
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let comment = json!({
+            "id": id, "body": body, "path": path, "line": line, "side": "RIGHT",
+            "in_reply_to_id": in_reply_to,
+            "user": {"login": login, "type": "User"},
+            "html_url": format!("https://github.com/{repo}/pull/{number}#discussion_r{id}"),
+            "created_at": now, "updated_at": now,
+        });
+        d.review_comments
+            .insert(id, (repo.to_owned(), number, comment));
+        id
+    }
+
+    /// A submitted review by `login` with `body`; returns its id.
+    pub fn add_review(&self, repo: &str, number: u64, login: &str, body: &str) -> u64 {
+        let mut d = self.data();
+        let id = d.next_id();
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let review = json!({
+            "id": id, "state": "COMMENTED", "body": body,
+            "user": {"login": login, "type": "User"}, "submitted_at": now,
+            "html_url": format!("https://github.com/{repo}/pull/{number}#pullrequestreview-{id}"),
+        });
+        d.reviews.push((repo.to_owned(), number, review));
+        id
+    }
+}
+
+/// The mention flow's routes, tried before the others.
+fn mention_route(
+    d: &mut Data,
+    method: &str,
+    rest: &[&str],
+    repo: &str,
+    body: &Value,
+) -> Option<Answer> {
+    let number = |s: &str| s.parse::<u64>().ok();
+    match (method, rest) {
+        ("GET", ["issues", n]) => {
+            let n = number(n)?;
+            if let Some(issue) = d.mention.issues.get(&(repo.to_owned(), n)) {
+                return Some(Answer::json(200, issue.clone()));
+            }
+            // A pull request is an issue too.
+            let pull = d.pulls.get(&(repo.to_owned(), n))?;
+            let mut issue = pull.clone();
+            issue["pull_request"] =
+                json!({"url": format!("https://api.github.com/repos/{repo}/pulls/{n}")});
+            Some(Answer::json(200, issue))
+        }
+        ("GET" | "PATCH", ["pulls", "comments", id]) => {
+            let id = number(id)?;
+            let Some(entry) = d.review_comments.get_mut(&id).filter(|(r, _, _)| r == repo) else {
+                return Some(Answer::not_found());
+            };
+            if method == "PATCH" {
+                let Some(text) = body.get("body").and_then(Value::as_str) else {
+                    return Some(Answer::message(422, "Validation Failed: body is missing"));
+                };
+                entry.2["body"] = json!(text);
+                entry.2["updated_at"] =
+                    json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+            }
+            Some(Answer::json(200, entry.2.clone()))
+        }
+        ("GET", ["pulls", n, "reviews", id]) => {
+            let (n, id) = (number(n)?, number(id)?);
+            let review = d
+                .reviews
+                .iter()
+                .find(|(r, num, v)| r == repo && *num == n && v["id"] == json!(id))
+                .map(|(_, _, v)| v.clone());
+            Some(review.map_or_else(Answer::not_found, |v| Answer::json(200, v)))
+        }
+        _ => None,
+    }
 }
 
 /// The App id [`crate::TestAppBuilder::github_app`] configures.
@@ -1159,35 +1437,15 @@ pub fn test_app_key() -> &'static TestAppKey {
     })
 }
 
-// The review context (issue 8): issues, and files at a ref other than the default branch.
+// The review context (issue 8): files at a ref other than the default branch.
 
 #[derive(Default)]
 struct ContextData {
-    issues: HashMap<(String, u64), Value>,
     /// (repository, ref, path) → text.
     files_at: HashMap<(String, String, String), String>,
 }
 
 impl FakeGithub {
-    /// An issue: `issue` is GitHub's JSON (`title`, `body`, `state`); fields missing are
-    /// filled in. `GET /repos/{repo}/issues/{number}` answers it.
-    pub fn add_issue(&self, repo: &str, number: u64, mut issue: Value) -> &Self {
-        if let Some(obj) = issue.as_object_mut() {
-            obj.entry("number").or_insert(json!(number));
-            obj.entry("state").or_insert(json!("open"));
-            obj.entry("title")
-                .or_insert(json!(format!("Issue {number}")));
-            obj.entry("body").or_insert(Value::Null);
-            obj.entry("user")
-                .or_insert(json!({"login": "octocat", "type": "User"}));
-        }
-        self.data()
-            .context
-            .issues
-            .insert((repo.to_owned(), number), issue);
-        self
-    }
-
     /// A file at `git_ref` (a branch name or sha), served by the contents API when asked with
     /// `?ref=` that ref; other refs do not see it.
     pub fn put_file_at(&self, repo: &str, git_ref: &str, path: &str, text: &str) -> &Self {
@@ -1211,15 +1469,6 @@ fn context_route(
         return None;
     }
     match rest {
-        ["issues", number] => {
-            let number = number.parse::<u64>().ok()?;
-            Some(
-                d.context
-                    .issues
-                    .get(&(repo.to_owned(), number))
-                    .map_or_else(Answer::not_found, |issue| Answer::json(200, issue.clone())),
-            )
-        }
         ["contents", file @ ..] if !file.is_empty() => {
             let git_ref = url::form_urlencoded::parse(query.as_bytes())
                 .find(|(k, _)| k == "ref")

@@ -349,3 +349,45 @@ fn workspace_settings_have_defaults_and_bad_ones_name_the_key() {
         "KODIAI_COMMIT_EMAIL = \"bot\": expected an e-mail address such as 123+kodiai[bot]@users.noreply.github.com"
     );
 }
+
+#[test]
+fn agent_settings_pick_the_backend_and_the_optional_tools() {
+    use kodiai_agent::backends::{BackendConfig, BackendKind};
+    let config = Config::from_sources(None, &Env::new()).unwrap();
+    assert_eq!(config.agent.backend, BackendKind::Native);
+    assert!(config.agent.allowed_tools.is_empty());
+    assert!(!config.agent.allows("run_command"));
+
+    let config = Config::from_sources(
+        file("[agent]\nbackend = \"gemini-cli\"\nallowed_tools = [\"run_command\", \"docs__search\"]\n"),
+        &env(&[("GEMINI_CLI_PATH", "/opt/gemini/bin/gemini"), ("CLAUDE_CLI_PATH", "/opt/claude")]),
+    )
+    .unwrap();
+    assert_eq!(config.agent.backend, BackendKind::GeminiCli);
+    assert!(config.agent.allows("run_command"));
+    assert_eq!(
+        config
+            .agent
+            .backend_config(BackendKind::GeminiCli, &config.llm),
+        BackendConfig::GeminiCli {
+            path: Some(PathBuf::from("/opt/gemini/bin/gemini"))
+        }
+    );
+    assert_eq!(
+        config
+            .agent
+            .backend_config(BackendKind::ClaudeCode, &config.llm),
+        BackendConfig::ClaudeCode {
+            path: Some(PathBuf::from("/opt/claude"))
+        }
+    );
+
+    assert_eq!(
+        error(None, &[("KODIAI_AGENT_BACKEND", "codex")]),
+        "KODIAI_AGENT_BACKEND = \"codex\": expected native, claude-code or gemini-cli"
+    );
+    assert_eq!(
+        error(None, &[("KODIAI_ALLOWED_TOOLS", "run_command,rm -rf")]),
+        "KODIAI_ALLOWED_TOOLS = \"run_command,rm -rf\": expected a comma-separated list of tool names such as run_command"
+    );
+}

@@ -2,7 +2,15 @@
 //! the job from the payload alone (a mention with a request, not an edit, not from kodiai itself
 //! or a disallowed bot); here come the checks that need GitHub, before anything else is done:
 //! the repository's `.kodiai.yml` (mentions on, bots, allowed users) and the sender's permission
-//! (write, maintain or admin, or listed in `permissions.allowed_users`).
+//! (write, maintain or admin, or listed in `permissions.allowed_users`). Then the work:
+//! [`answer`] (👀, the tracking comment, the agent), [`context`] (what the agent is told, with
+//! the TOCTOU cut-off), [`tracking`] (the one tracking comment and its marker), [`render`] (its
+//! texts).
+
+mod answer;
+mod context;
+mod render;
+mod tracking;
 
 use std::sync::Arc;
 
@@ -19,7 +27,7 @@ fn refusal_marker(login: &str) -> String {
     format!("<!-- kodiai:refused:{} -->", login.to_lowercase())
 }
 
-/// Runs a mention job: the gate, then (with the mentions issue) the answer.
+/// Runs a mention job: the gate, then the answer ([`answer`]).
 pub async fn run(ctx: JobContext, github: Arc<GithubWork>) -> Result<Value, JobError> {
     let JobSpec::Mention(job) = ctx.spec() else {
         return Err(JobError::permanent(
@@ -70,18 +78,11 @@ pub async fn run(ctx: JobContext, github: Arc<GithubWork>) -> Result<Value, JobE
         job.sender, job.trigger, job.repository, job.number
     ))
     .await?;
-    Ok(json!({
-        "decision": "answer",
-        "permission": permission,
-        "delivery_id": job.delivery_id,
-        "repository": job.repository,
-        "number": job.number,
-        "source": job.source,
-        "sender": job.sender,
-        "trigger": job.trigger,
-        "request": job.request,
-        "reply_to": job.reply_to,
-    }))
+    let mut result = answer::answer(&ctx, &github, client, job, &config).await?;
+    if let Some(object) = result.as_object_mut() {
+        object.insert("permission".into(), json!(permission));
+    }
+    Ok(result)
 }
 
 fn ignored(job: &MentionJob, reason: &str) -> Value {

@@ -67,12 +67,8 @@ fn seed(fake: &FakeGithub) {
         HEAD_SHA,
         vec![json!({"context": "ci/lint", "state": "failure", "description": "2 warnings"})],
     );
-    fake.add_issue(
-        REPO,
-        12,
-        json!({"title": "We need widgets", "body": "Many of them."}),
-    );
-    fake.add_issue(REPO, 99, json!({"title": "hidden"}));
+    fake.add_issue(REPO, 12, "We need widgets", "Many of them.", "bob");
+    fake.add_issue(REPO, 99, "hidden", "", "bob");
     // other/lib#3 does not exist for this installation: a 404, left out.
     fake.put_file_at(REPO, BASE_SHA, "CONTRIBUTING.md", "Write tests.");
     // On the default branch but not at the base commit: not read.

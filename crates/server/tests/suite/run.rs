@@ -15,6 +15,14 @@ fn workspace() -> tempfile::TempDir {
 }
 
 async fn kodiai_run(fake: Option<&FakeLlm>, args: &[&str]) -> std::process::Output {
+    kodiai_run_with(fake, args, &[]).await
+}
+
+async fn kodiai_run_with(
+    fake: Option<&FakeLlm>,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> std::process::Output {
     let cwd = tempfile::tempdir().unwrap();
     let mut command = tokio::process::Command::new(EXE);
     command
@@ -28,7 +36,11 @@ async fn kodiai_run(fake: Option<&FakeLlm>, args: &[&str]) -> std::process::Outp
         .env_remove("OPENAI_API_KEY")
         .env_remove("OPENAI_BASE_URL")
         .env_remove("GEMINI_API_KEY")
-        .env_remove("CLAUDE_CODE_OAUTH_TOKEN");
+        .env_remove("CLAUDE_CODE_OAUTH_TOKEN")
+        .env_remove("KODIAI_AGENT_BACKEND")
+        .env_remove("KODIAI_ALLOWED_TOOLS")
+        .env_remove("CLAUDE_CLI_PATH")
+        .env_remove("GEMINI_CLI_PATH");
     match fake.map(|f| (f.api, f.base_url())) {
         Some((Api::Anthropic, base)) => {
             command
@@ -44,6 +56,7 @@ async fn kodiai_run(fake: Option<&FakeLlm>, args: &[&str]) -> std::process::Outp
         }
         Some((Api::Gemini, _)) | None => {}
     }
+    command.envs(env.iter().copied());
     command.output().await.unwrap()
 }
 
@@ -205,4 +218,226 @@ async fn run_exits_2_on_bad_usage_with_one_line() {
     let output = kodiai_run(Some(&fake), &["--dir", path, "--max-turns", "0", "Do it"]).await;
     assert_eq!(output.status.code(), Some(2), "{output:?}");
     assert!(fake.requests().is_empty());
+}
+
+fn tool_names(request: &serde_json::Value) -> Vec<String> {
+    request["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn run_command_is_offered_only_when_allowed_tools_names_it() {
+    let dir = workspace();
+    let path = dir.path().to_str().unwrap();
+    let fake = FakeLlm::start(Api::Anthropic).await;
+    fake.push(Reply::text("Nothing to do."));
+    fake.push(Reply::text("Nothing to do."));
+    fake.push(Reply::text("Nothing to do."));
+
+    let output = kodiai_run(Some(&fake), &["--dir", path, "Look"]).await;
+    assert!(output.status.success(), "{output:?}");
+    let output = kodiai_run_with(
+        Some(&fake),
+        &["--dir", path, "Look"],
+        &[("KODIAI_ALLOWED_TOOLS", "run_command")],
+    )
+    .await;
+    assert!(output.status.success(), "{output:?}");
+    let output = kodiai_run_with(
+        Some(&fake),
+        &["--dir", path, "Look"],
+        &[("KODIAI_ALLOWED_TOOLS", "some_mcp__tool")],
+    )
+    .await;
+    assert!(output.status.success(), "{output:?}");
+
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 3);
+    let (off, on, other) = (
+        tool_names(&requests[0].body),
+        tool_names(&requests[1].body),
+        tool_names(&requests[2].body),
+    );
+    assert!(!off.iter().any(|t| t == "run_command"), "{off:?}");
+    assert!(on.iter().any(|t| t == "run_command"), "{on:?}");
+    assert!(!other.iter().any(|t| t == "run_command"), "{other:?}");
+    // Otherwise the same tools.
+    let without: Vec<_> = on.iter().filter(|t| *t != "run_command").cloned().collect();
+    assert_eq!(without, off);
+    fake.assert_invariants();
+}
+
+/// A fake CLI: records its argv (NUL-separated) and environment, plays a recorded transcript.
+fn fake_cli(dir: &std::path::Path, transcript: &str, exit: i32) -> std::path::PathBuf {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../agent/tests/fixtures/cli")
+        .join(transcript);
+    let d = dir.display();
+    let program = dir.join("fake-cli");
+    std::fs::write(
+        &program,
+        format!(
+            "#!/bin/bash\nprintf '%s\\0' \"$@\" > '{d}/argv'\nenv > '{d}/env'\ncat '{}'\nexit {exit}\n",
+            fixture.display()
+        ),
+    )
+    .unwrap();
+    let mut permissions = std::fs::metadata(&program).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+    std::fs::set_permissions(&program, permissions).unwrap();
+    program
+}
+
+fn argv(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read(dir.join("argv"))
+        .unwrap()
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect()
+}
+
+fn flag<'a>(argv: &'a [String], name: &str) -> Option<&'a str> {
+    argv.iter()
+        .position(|a| a == name)
+        .map(|i| argv[i + 1].as_str())
+}
+
+#[tokio::test]
+async fn run_on_claude_code_prints_the_same_events_and_allows_bash_only_when_configured() {
+    let dir = workspace();
+    let path = dir.path().to_str().unwrap();
+    let bin = tempfile::tempdir().unwrap();
+    let program = fake_cli(bin.path(), "claude-tool-use.jsonl", 0);
+    let program = program.to_str().unwrap();
+    let key = [
+        ("ANTHROPIC_API_KEY", "sk-ant-cli-test-not-real"),
+        ("CLAUDE_CLI_PATH", program),
+    ];
+
+    let output = kodiai_run_with(
+        None,
+        &[
+            "--dir",
+            path,
+            "--backend",
+            "claude-code",
+            "--max-turns",
+            "12",
+            "--json",
+            "Fix it",
+        ],
+        &key,
+    )
+    .await;
+    assert!(output.status.success(), "{output:?}");
+    let events = events(&output.stdout);
+    assert_eq!(events[0], AgentEvent::TurnStarted { turn: 1 });
+    match events.last().unwrap() {
+        AgentEvent::Finished {
+            reason,
+            turns,
+            text,
+            ..
+        } => {
+            assert_eq!(*reason, FinishReason::Completed);
+            assert_eq!(*turns, 4);
+            assert_eq!(text, "Fixed the typo: `greet` now returns \"hello\".");
+        }
+        other => panic!("{other:?}"),
+    }
+    let argv = argv(bin.path());
+    assert_eq!(flag(&argv, "-p"), Some("Fix it"));
+    assert_eq!(flag(&argv, "--max-turns"), Some("12"));
+    // No model is configured or given: the CLI's default.
+    assert_eq!(flag(&argv, "--model"), None);
+    let tools = flag(&argv, "--allowedTools").unwrap().to_owned();
+    assert!(tools.split(',').any(|t| t == "Edit"), "{tools}");
+    assert!(!tools.split(',').any(|t| t == "Bash"), "{tools}");
+    let env = std::fs::read_to_string(bin.path().join("env")).unwrap();
+    assert!(
+        env.contains("ANTHROPIC_API_KEY=sk-ant-cli-test-not-real\n"),
+        "{env}"
+    );
+    assert!(!env.contains("CLAUDE_CLI_PATH"), "{env}");
+
+    let output = kodiai_run_with(
+        None,
+        &[
+            "--dir",
+            path,
+            "--model",
+            "anthropic/claude-opus-4-1",
+            "Fix it",
+        ],
+        &[
+            key[0],
+            key[1],
+            ("KODIAI_AGENT_BACKEND", "claude-code"),
+            ("KODIAI_ALLOWED_TOOLS", "run_command"),
+        ],
+    )
+    .await;
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("→ Read {\"file_path\":\"/work/repo/src/lib.rs\"}"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("finished: completed after 4 turns"),
+        "{stdout}"
+    );
+    let argv = self::argv(bin.path());
+    assert_eq!(flag(&argv, "--model"), Some("claude-opus-4-1"));
+    let tools = flag(&argv, "--allowedTools").unwrap();
+    assert!(tools.split(',').any(|t| t == "Bash"), "{tools}");
+}
+
+#[tokio::test]
+async fn run_on_gemini_cli_exits_1_at_its_turn_limit_and_2_without_a_key() {
+    let dir = workspace();
+    let path = dir.path().to_str().unwrap();
+    let bin = tempfile::tempdir().unwrap();
+    let program = fake_cli(bin.path(), "gemini-max-turns.jsonl", 53);
+    let program = program.to_str().unwrap();
+
+    let output = kodiai_run_with(
+        None,
+        &["--dir", path, "--backend", "gemini-cli", "--json", "Fix it"],
+        &[
+            ("GEMINI_API_KEY", "gemini-test-key-not-real"),
+            ("GEMINI_CLI_PATH", program),
+        ],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(matches!(
+        events(&output.stdout).last().unwrap(),
+        AgentEvent::Finished {
+            reason: FinishReason::MaxTurns,
+            ..
+        }
+    ));
+    assert_eq!(
+        flag(&argv(bin.path()), "--output-format"),
+        Some("stream-json")
+    );
+
+    let output = kodiai_run_with(
+        None,
+        &["--dir", path, "--backend", "gemini-cli", "Fix it"],
+        &[("GEMINI_CLI_PATH", program)],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("GEMINI_API_KEY"));
+
+    let output = kodiai_run_with(None, &["--dir", path, "--backend", "codex", "Fix it"], &[]).await;
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("codex"));
 }

@@ -1,0 +1,282 @@
+//! The REST calls of the mention flow and the GitHub tools that `kodiai-github`'s `rest.rs` does
+//! not have yet: an issue, one conversation or review-thread comment, a pull request's reviews
+//! and review comments, the fields of a repository and a pull request that decide where a fix is
+//! pushed, and opening a pull request. Built on the client's public `call`/`request`/`paginate`,
+//! so retries, the governor and metrics apply as for every other call.
+
+use chrono::{DateTime, Utc};
+use kodiai_github::client::{InstallationClient, Result};
+use kodiai_github::rest::{Comment, User};
+use reqwest::Method;
+use serde::Deserialize;
+
+/// Review comments and reviews of one pull request that kodiai reads back.
+const MAX_REVIEW_ITEMS: usize = 3000;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Issue {
+    pub number: u64,
+    #[serde(default)]
+    pub title: String,
+    #[serde(default)]
+    pub body: Option<String>,
+    pub user: Option<User>,
+    #[serde(default)]
+    pub created_at: Option<DateTime<Utc>>,
+    /// Present when the issue is a pull request.
+    #[serde(default)]
+    pub pull_request: Option<serde_json::Value>,
+}
+
+/// A comment on a line of a pull request's diff.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ReviewComment {
+    pub id: u64,
+    #[serde(default)]
+    pub body: String,
+    #[serde(default)]
+    pub path: String,
+    #[serde(default)]
+    pub line: Option<u64>,
+    #[serde(default)]
+    pub in_reply_to_id: Option<u64>,
+    #[serde(default)]
+    pub diff_hunk: Option<String>,
+    pub user: Option<User>,
+    #[serde(default)]
+    pub html_url: String,
+    #[serde(default)]
+    pub created_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+/// A submitted review (its summary body).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ReviewBody {
+    pub id: u64,
+    #[serde(default)]
+    pub body: Option<String>,
+    #[serde(default)]
+    pub state: String,
+    pub user: Option<User>,
+    #[serde(default)]
+    pub submitted_at: Option<DateTime<Utc>>,
+}
+
+/// What decides where a clone comes from.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RepositoryDetails {
+    pub full_name: String,
+    pub default_branch: String,
+    /// `https://github.com/owner/name.git`.
+    #[serde(default)]
+    pub clone_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct HeadRepository {
+    pub full_name: String,
+    #[serde(default)]
+    pub clone_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PullSide {
+    #[serde(rename = "ref")]
+    pub name: String,
+    pub sha: String,
+    /// `None` when the fork the pull request came from was deleted.
+    #[serde(default)]
+    pub repo: Option<HeadRepository>,
+}
+
+/// A pull request with what decides whether kodiai may push to its branch.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PullDetails {
+    pub number: u64,
+    #[serde(default)]
+    pub title: String,
+    #[serde(default)]
+    pub body: Option<String>,
+    pub user: Option<User>,
+    pub head: PullSide,
+    pub base: PullSide,
+    #[serde(default)]
+    pub maintainer_can_modify: bool,
+    #[serde(default)]
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+/// A pull request kodiai opened.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CreatedPull {
+    pub number: u64,
+    #[serde(default)]
+    pub html_url: String,
+}
+
+pub async fn get_issue(
+    client: &InstallationClient,
+    owner: &str,
+    repo: &str,
+    number: u64,
+) -> Result<Issue> {
+    let n = number.to_string();
+    client
+        .request(client.call(
+            Method::GET,
+            "/repos/{owner}/{repo}/issues/{number}",
+            &["repos", owner, repo, "issues", &n],
+        ))
+        .await
+}
+
+pub async fn get_issue_comment(
+    client: &InstallationClient,
+    owner: &str,
+    repo: &str,
+    id: u64,
+) -> Result<Comment> {
+    let id = id.to_string();
+    client
+        .request(client.call(
+            Method::GET,
+            "/repos/{owner}/{repo}/issues/comments/{comment_id}",
+            &["repos", owner, repo, "issues", "comments", &id],
+        ))
+        .await
+}
+
+pub async fn get_review_comment(
+    client: &InstallationClient,
+    owner: &str,
+    repo: &str,
+    id: u64,
+) -> Result<ReviewComment> {
+    let id = id.to_string();
+    client
+        .request(client.call(
+            Method::GET,
+            "/repos/{owner}/{repo}/pulls/comments/{comment_id}",
+            &["repos", owner, repo, "pulls", "comments", &id],
+        ))
+        .await
+}
+
+pub async fn update_review_comment(
+    client: &InstallationClient,
+    owner: &str,
+    repo: &str,
+    id: u64,
+    text: &str,
+) -> Result<ReviewComment> {
+    let id = id.to_string();
+    let mut call = client.call(
+        Method::PATCH,
+        "/repos/{owner}/{repo}/pulls/comments/{comment_id}",
+        &["repos", owner, repo, "pulls", "comments", &id],
+    );
+    call.body = Some(serde_json::json!({ "body": text }));
+    client.request(call).await
+}
+
+/// Every review-thread comment of a pull request.
+pub async fn list_review_comments(
+    client: &InstallationClient,
+    owner: &str,
+    repo: &str,
+    number: u64,
+) -> Result<Vec<ReviewComment>> {
+    let n = number.to_string();
+    let call = client.call(
+        Method::GET,
+        "/repos/{owner}/{repo}/pulls/{number}/comments",
+        &["repos", owner, repo, "pulls", &n, "comments"],
+    );
+    client.paginate(call, MAX_REVIEW_ITEMS).await
+}
+
+pub async fn list_reviews(
+    client: &InstallationClient,
+    owner: &str,
+    repo: &str,
+    number: u64,
+) -> Result<Vec<ReviewBody>> {
+    let n = number.to_string();
+    let call = client.call(
+        Method::GET,
+        "/repos/{owner}/{repo}/pulls/{number}/reviews",
+        &["repos", owner, repo, "pulls", &n, "reviews"],
+    );
+    client.paginate(call, MAX_REVIEW_ITEMS).await
+}
+
+pub async fn get_review(
+    client: &InstallationClient,
+    owner: &str,
+    repo: &str,
+    number: u64,
+    id: u64,
+) -> Result<ReviewBody> {
+    let (n, id) = (number.to_string(), id.to_string());
+    client
+        .request(client.call(
+            Method::GET,
+            "/repos/{owner}/{repo}/pulls/{number}/reviews/{review_id}",
+            &["repos", owner, repo, "pulls", &n, "reviews", &id],
+        ))
+        .await
+}
+
+pub async fn get_repository(
+    client: &InstallationClient,
+    owner: &str,
+    repo: &str,
+) -> Result<RepositoryDetails> {
+    client
+        .request(client.call(
+            Method::GET,
+            "/repos/{owner}/{repo}",
+            &["repos", owner, repo],
+        ))
+        .await
+}
+
+pub async fn get_pull(
+    client: &InstallationClient,
+    owner: &str,
+    repo: &str,
+    number: u64,
+) -> Result<PullDetails> {
+    let n = number.to_string();
+    client
+        .request(client.call(
+            Method::GET,
+            "/repos/{owner}/{repo}/pulls/{number}",
+            &["repos", owner, repo, "pulls", &n],
+        ))
+        .await
+}
+
+/// Opens a pull request from `head` (a branch of the repository) into `base`.
+pub async fn create_pull_request(
+    client: &InstallationClient,
+    owner: &str,
+    repo: &str,
+    title: &str,
+    head: &str,
+    base: &str,
+    body: &str,
+) -> Result<CreatedPull> {
+    let mut call = client.call(
+        Method::POST,
+        "/repos/{owner}/{repo}/pulls",
+        &["repos", owner, repo, "pulls"],
+    );
+    call.body = Some(serde_json::json!({
+        "title": title, "head": head, "base": base, "body": body,
+        "maintainer_can_modify": true,
+    }));
+    client.request(call).await
+}

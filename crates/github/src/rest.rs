@@ -399,3 +399,96 @@ impl InstallationClient {
         .await
     }
 }
+
+// The review context (issue 8): linked issues and files of the base branch.
+
+/// `GET /repos/{owner}/{repo}/issues/{number}`: an issue (or a pull request, which GitHub also
+/// answers here, with `pull_request` set).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Issue {
+    pub number: u64,
+    #[serde(default)]
+    pub title: String,
+    #[serde(default)]
+    pub body: Option<String>,
+    #[serde(default)]
+    pub state: String,
+    #[serde(default)]
+    pub pull_request: Option<serde_json::Value>,
+}
+
+/// A text file read at a ref by [`InstallationClient::get_text_file_at`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TextFileAt {
+    /// No such file at that ref (or a directory).
+    Missing,
+    Text {
+        sha: String,
+        text: String,
+    },
+    /// Over the size asked for, or not UTF-8 text: not read.
+    Unreadable {
+        size: u64,
+    },
+}
+
+impl InstallationClient {
+    pub async fn get_issue(&self, owner: &str, repo: &str, number: u64) -> Result<Issue> {
+        let n = number.to_string();
+        self.request(self.call(
+            Method::GET,
+            "/repos/{owner}/{repo}/issues/{number}",
+            &["repos", owner, repo, "issues", &n],
+        ))
+        .await
+    }
+
+    /// A text file at `git_ref` (a branch, tag or sha) through the contents API, when it is at
+    /// most `max_bytes`. Not cached: unlike `.kodiai.yml`, these are read once per review.
+    pub async fn get_text_file_at(
+        &self,
+        owner: &str,
+        repo: &str,
+        path: &str,
+        git_ref: &str,
+        max_bytes: u64,
+    ) -> Result<TextFileAt> {
+        use base64::Engine;
+        const ROUTE: &str = "/repos/{owner}/{repo}/contents/{path}";
+        let mut segments = vec!["repos", owner, repo, "contents"];
+        segments.extend(path.split('/').filter(|s| !s.is_empty()));
+        let mut call = self.call(Method::GET, ROUTE, &segments);
+        call.url.query_pairs_mut().append_pair("ref", git_ref);
+        let response = match self.send(call).await {
+            Ok(r) => r,
+            Err(e) if e.status() == Some(404) => return Ok(TextFileAt::Missing),
+            Err(e) => return Err(e),
+        };
+        // A directory answers with a JSON array.
+        let Ok(file) = response.json::<FileContent>(ROUTE) else {
+            return Ok(TextFileAt::Missing);
+        };
+        if file.kind != "file" && !file.kind.is_empty() {
+            return Ok(TextFileAt::Missing);
+        }
+        if file.size > max_bytes || file.encoding != "base64" {
+            return Ok(TextFileAt::Unreadable { size: file.size });
+        }
+        let compact: String = file
+            .content
+            .chars()
+            .filter(|c| !c.is_ascii_whitespace())
+            .collect();
+        let text = base64::engine::general_purpose::STANDARD
+            .decode(compact)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok());
+        Ok(match text {
+            Some(text) => TextFileAt::Text {
+                sha: file.sha,
+                text,
+            },
+            None => TextFileAt::Unreadable { size: file.size },
+        })
+    }
+}

@@ -29,6 +29,7 @@ use crate::jobs::{Clock, Handlers, Outcome, Worker, WorkerSettings};
 
 mod ingress;
 pub use ingress::{IngressOptions, ingress};
+pub mod review_context;
 pub mod search;
 
 /// Targets of the foundation issue.

@@ -5,6 +5,7 @@
 pub mod app_manifest;
 pub mod bench;
 pub mod config;
+pub mod context;
 pub mod github;
 pub mod github_tools;
 pub mod handlers;

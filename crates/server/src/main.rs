@@ -172,6 +172,19 @@ enum BenchCommand {
         #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=1000))]
         runs: u32,
     },
+    /// The review prompt of a synthetic pull request: build time, files in the prompt and
+    /// skipped (which must add up to the files changed).
+    ReviewContext {
+        /// Changed files of the pull request.
+        #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        files: u32,
+        /// Timed builds.
+        #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        runs: u32,
+        /// The model whose context window sets the budget.
+        #[arg(long, default_value = "anthropic/claude-sonnet-4-5")]
+        model: String,
+    },
     /// The agent loop's overhead per turn, with an instant in-process model and tool.
     Agent {
         /// Task lengths to measure, in turns.
@@ -354,6 +367,11 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 workers,
             })
             .await
+        }
+        Command::Bench(BenchCommand::ReviewContext { files, runs, model }) => {
+            let options = bench::review_context::ReviewContextOptions { files, runs, model };
+            print!("{}", bench::review_context::review_context(options).await?);
+            Ok(())
         }
         Command::Bench(BenchCommand::Search { files, runs }) => {
             let report = bench::search::run(&bench::search::SearchOptions { files, runs }).await?;

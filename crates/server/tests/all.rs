@@ -15,6 +15,7 @@ mod suite {
     mod multiprocess;
     mod operations;
     mod repo_config;
+    mod review_context;
     mod run;
     mod shutdown;
     mod webhook_restart;

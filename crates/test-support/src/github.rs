@@ -170,6 +170,8 @@ struct Data {
     rejected_review_lines: Vec<(String, String, u64)>,
     /// The mention flow's part of the fake (see [`MentionData`]).
     mention: MentionData,
+    /// The review context's part of the fake (see [`FakeGithub::put_file_at`]).
+    context: ContextData,
 }
 
 type Shared = Arc<Mutex<Data>>;
@@ -662,6 +664,9 @@ fn route(
     let text = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).map(str::to_owned);
 
     if let Some(answer) = mention_route(d, method.as_str(), rest, &repo, body) {
+        return answer;
+    }
+    if let Some(answer) = context_route(d, method, rest, &repo, query) {
         return answer;
     }
 
@@ -1430,4 +1435,62 @@ pub fn test_app_key() -> &'static TestAppKey {
             public_pem: String::from_utf8(public).unwrap(),
         }
     })
+}
+
+// The review context (issue 8): files at a ref other than the default branch.
+
+#[derive(Default)]
+struct ContextData {
+    /// (repository, ref, path) → text.
+    files_at: HashMap<(String, String, String), String>,
+}
+
+impl FakeGithub {
+    /// A file at `git_ref` (a branch name or sha), served by the contents API when asked with
+    /// `?ref=` that ref; other refs do not see it.
+    pub fn put_file_at(&self, repo: &str, git_ref: &str, path: &str, text: &str) -> &Self {
+        self.data().context.files_at.insert(
+            (repo.to_owned(), git_ref.to_owned(), path.to_owned()),
+            text.to_owned(),
+        );
+        self
+    }
+}
+
+/// The routes of [`ContextData`]; `None` leaves the request to [`route`].
+fn context_route(
+    d: &Data,
+    method: &Method,
+    rest: &[&str],
+    repo: &str,
+    query: &str,
+) -> Option<Answer> {
+    if *method != Method::GET {
+        return None;
+    }
+    match rest {
+        ["contents", file @ ..] if !file.is_empty() => {
+            let git_ref = url::form_urlencoded::parse(query.as_bytes())
+                .find(|(k, _)| k == "ref")
+                .map(|(_, v)| v.into_owned())?;
+            let file_path = file.join("/");
+            let content =
+                d.context
+                    .files_at
+                    .get(&(repo.to_owned(), git_ref.clone(), file_path.clone()))?;
+            let encoded = base64::engine::general_purpose::STANDARD.encode(content.as_bytes());
+            let wrapped: Vec<String> = encoded
+                .as_bytes()
+                .chunks(60)
+                .map(|c| String::from_utf8_lossy(c).into_owned())
+                .collect();
+            Some(Answer::json(
+                200,
+                json!({"type": "file", "name": file.last().copied().unwrap_or_default(),
+                       "path": file_path, "sha": blob_sha(content), "size": content.len(),
+                       "encoding": "base64", "content": wrapped.join("\n") + "\n"}),
+            ))
+        }
+        _ => None,
+    }
 }

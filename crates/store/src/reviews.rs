@@ -181,53 +181,62 @@ mod tests {
         }
     }
 
-    crate::both_backends!(reviews_remember_the_last_head_and_every_finding_once, |db| {
-        let store = db.store().await;
-        let t0 = Utc.with_ymd_and_hms(2026, 11, 30, 9, 0, 0).unwrap();
-        assert_eq!(store.last_reviewed_head("o/r", 2).await.unwrap(), None);
-        assert!(store.posted_fingerprints("o/r", 2).await.unwrap().is_empty());
+    crate::both_backends!(
+        reviews_remember_the_last_head_and_every_finding_once,
+        |db| {
+            let store = db.store().await;
+            let t0 = Utc.with_ymd_and_hms(2026, 11, 30, 9, 0, 0).unwrap();
+            assert_eq!(store.last_reviewed_head("o/r", 2).await.unwrap(), None);
+            assert!(
+                store
+                    .posted_fingerprints("o/r", 2)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
 
-        let first = ReviewRecord {
-            repository: "Owner/Repo".into(),
-            pull_number: 2,
-            head_sha: "aaa".into(),
-            review_id: 10,
-            findings: vec![finding("f1", 3), finding("f2", 7)],
-        };
-        store.record_review(&first, t0).await.unwrap();
-        let t1 = t0 + chrono::Duration::minutes(5);
-        let second = ReviewRecord {
-            head_sha: "bbb".into(),
-            review_id: 11,
-            findings: vec![finding("f2", 8), finding("f3", 9)],
-            ..first.clone()
-        };
-        store.record_review(&second, t1).await.unwrap();
-
-        // Case does not matter; the last review wins; each fingerprint is there once.
-        assert_eq!(
-            store.last_reviewed_head("owner/repo", 2).await.unwrap(),
-            Some(ReviewedHead {
+            let first = ReviewRecord {
+                repository: "Owner/Repo".into(),
+                pull_number: 2,
+                head_sha: "aaa".into(),
+                review_id: 10,
+                findings: vec![finding("f1", 3), finding("f2", 7)],
+            };
+            store.record_review(&first, t0).await.unwrap();
+            let t1 = t0 + chrono::Duration::minutes(5);
+            let second = ReviewRecord {
                 head_sha: "bbb".into(),
                 review_id: 11,
-                reviewed_at: t1,
-            })
-        );
-        let mut prints: Vec<String> = store
-            .posted_fingerprints("OWNER/repo", 2)
-            .await
-            .unwrap()
-            .into_iter()
-            .collect();
-        prints.sort();
-        assert_eq!(prints, ["f1", "f2", "f3"]);
-        // Another pull request knows none of them.
-        assert!(
-            store
-                .posted_fingerprints("owner/repo", 3)
+                findings: vec![finding("f2", 8), finding("f3", 9)],
+                ..first.clone()
+            };
+            store.record_review(&second, t1).await.unwrap();
+
+            // Case does not matter; the last review wins; each fingerprint is there once.
+            assert_eq!(
+                store.last_reviewed_head("owner/repo", 2).await.unwrap(),
+                Some(ReviewedHead {
+                    head_sha: "bbb".into(),
+                    review_id: 11,
+                    reviewed_at: t1,
+                })
+            );
+            let mut prints: Vec<String> = store
+                .posted_fingerprints("OWNER/repo", 2)
                 .await
                 .unwrap()
-                .is_empty()
-        );
-    });
+                .into_iter()
+                .collect();
+            prints.sort();
+            assert_eq!(prints, ["f1", "f2", "f3"]);
+            // Another pull request knows none of them.
+            assert!(
+                store
+                    .posted_fingerprints("owner/repo", 3)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+        }
+    );
 }

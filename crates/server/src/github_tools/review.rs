@@ -170,10 +170,7 @@ impl Tool for CreateInlineComment {
             findings.len()
         };
         Ok(ToolOutput::text(placement_message(
-            number,
-            &self.diff,
-            &proposed,
-            &placement,
+            number, &self.diff, &proposed, &placement,
         )))
     }
 }
@@ -209,7 +206,10 @@ fn placement_message(
                 unplaced.location(),
                 reason_text(unplaced.reason),
             );
-            if let Some(shown) = diff.file(&proposed.path).and_then(|f| shown_lines(f, proposed.side)) {
+            if let Some(shown) = diff
+                .file(&proposed.path)
+                .and_then(|f| shown_lines(f, proposed.side))
+            {
                 let _ = write!(
                     out,
                     " To have it inline, call again with one of these lines of the diff and \
@@ -346,7 +346,10 @@ fn suggestion_blocks(body: &str) -> Result<Vec<Vec<&str>>, String> {
                     .chars()
                     .take_while(|c| *c == '`' || *c == '~')
                     .collect();
-                if marks.len() >= 3 && trimmed[marks.len()..].trim_start().starts_with("suggestion")
+                if marks.len() >= 3
+                    && trimmed[marks.len()..]
+                        .trim_start()
+                        .starts_with("suggestion")
                 {
                     open = Some((marks, Vec::new()));
                 }
@@ -366,9 +369,11 @@ fn suggestion_blocks(body: &str) -> Result<Vec<Vec<&str>>, String> {
         }
     }
     if open.is_some() {
-        return Err("Not noted: the suggestion block is not closed (end it with the same \
+        return Err(
+            "Not noted: the suggestion block is not closed (end it with the same \
                     fence it opened with)."
-            .into());
+                .into(),
+        );
     }
     Ok(blocks)
 }
@@ -401,7 +406,11 @@ pub fn fingerprint(rule: Option<&str>, body: &str, path: &str, code: &str) -> St
     let what = match rule.map(str::trim).filter(|r| !r.is_empty()) {
         Some(rule) => format!("rule:{}", rule.to_lowercase()),
         None => {
-            let first = body.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+            let first = body
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .unwrap_or("");
             format!("text:{}", collapse(first).to_lowercase())
         }
     };
@@ -496,21 +505,33 @@ mod tests {
         )
         .await;
         assert!(!exact.is_error);
-        assert!(exact.content.contains("#1 noted on src/main.rs:2"), "{}", exact.content);
+        assert!(
+            exact.content.contains("#1 noted on src/main.rs:2"),
+            "{}",
+            exact.content
+        );
 
         let moved = call(
             &tool,
             serde_json::json!({"path": "src/main.rs", "line": 8, "body": "later"}),
         )
         .await;
-        assert!(moved.content.contains("will be on src/main.rs:5"), "{}", moved.content);
+        assert!(
+            moved.content.contains("will be on src/main.rs:5"),
+            "{}",
+            moved.content
+        );
 
         let summary = call(
             &tool,
             serde_json::json!({"path": "src/other.rs", "line": 3, "body": "elsewhere"}),
         )
         .await;
-        assert!(summary.content.contains("review's summary"), "{}", summary.content);
+        assert!(
+            summary.content.contains("review's summary"),
+            "{}",
+            summary.content
+        );
 
         // #3 replaced by a comment on a changed line.
         let fixed = call(
@@ -587,19 +608,37 @@ mod tests {
             ),
         ] {
             let out = call(&tool, args).await;
-            assert!(out.is_error && out.content.contains(needle), "{needle}: {}", out.content);
+            assert!(
+                out.is_error && out.content.contains(needle),
+                "{needle}: {}",
+                out.content
+            );
         }
         assert_eq!(findings_of(&findings).len(), 1, "refused ones are not kept");
     }
 
     #[test]
     fn fingerprints_ignore_whitespace_and_line_numbers_but_not_the_problem() {
-        let a = fingerprint(None, "Unchecked error\nmore", "src/a.rs", "let x =  f()?;\n");
+        let a = fingerprint(
+            None,
+            "Unchecked error\nmore",
+            "src/a.rs",
+            "let x =  f()?;\n",
+        );
         let b = fingerprint(None, "  unchecked   error", "src/a.rs", "let x = f()?;");
         assert_eq!(a, b);
-        assert_ne!(a, fingerprint(None, "Another problem", "src/a.rs", "let x = f()?;"));
-        assert_ne!(a, fingerprint(None, "Unchecked error", "src/b.rs", "let x = f()?;"));
-        assert_ne!(a, fingerprint(None, "Unchecked error", "src/a.rs", "let y = f()?;"));
+        assert_ne!(
+            a,
+            fingerprint(None, "Another problem", "src/a.rs", "let x = f()?;")
+        );
+        assert_ne!(
+            a,
+            fingerprint(None, "Unchecked error", "src/b.rs", "let x = f()?;")
+        );
+        assert_ne!(
+            a,
+            fingerprint(None, "Unchecked error", "src/a.rs", "let y = f()?;")
+        );
         assert_eq!(
             fingerprint(Some("E1"), "one text", "p", "c"),
             fingerprint(Some("e1"), "another text", "p", "c")

@@ -568,3 +568,102 @@ app_test!(
         }
     }
 );
+
+// ---- `kodiai review` on a local checkout ----
+
+const EXE: &str = env!("CARGO_BIN_EXE_kodiai");
+
+/// A checkout with `main` (LIB) and the branch `feature` (LIB_WITH_DIV) checked out.
+async fn local_checkout() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path();
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new("git")
+            .args(args)
+            .current_dir(path)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_AUTHOR_NAME", "Dev")
+            .env("GIT_AUTHOR_EMAIL", "dev@example.com")
+            .env("GIT_COMMITTER_NAME", "Dev")
+            .env("GIT_COMMITTER_EMAIL", "dev@example.com")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "git {args:?}: {output:?}");
+    };
+    run(&["init", "-q", "-b", "main"]);
+    std::fs::create_dir(path.join("src")).unwrap();
+    std::fs::write(path.join("src/lib.rs"), LIB).unwrap();
+    run(&["add", "."]);
+    run(&["commit", "-q", "-m", "initial"]);
+    run(&["checkout", "-q", "-b", "feature"]);
+    std::fs::write(path.join("src/lib.rs"), LIB_WITH_DIV).unwrap();
+    run(&["commit", "-q", "-am", "Add div\n\nDivides two numbers."]);
+    dir
+}
+
+async fn kodiai_review(
+    fake: &FakeLlm,
+    dir: &std::path::Path,
+    args: &[&str],
+) -> std::process::Output {
+    tokio::process::Command::new(EXE)
+        .arg("review")
+        .arg("--dir")
+        .arg(dir)
+        .args(args)
+        .env_remove("KODIAI_CONFIG")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("GEMINI_API_KEY")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("ANTHROPIC_API_KEY", "sk-ant-test-not-real")
+        .env("ANTHROPIC_BASE_URL", fake.base_url())
+        .env("KODIAI_MODEL", "anthropic/claude-haiku-4-5")
+        .output()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn kodiai_review_prints_the_findings_of_the_branch_and_exits_by_them() {
+    let dir = local_checkout().await;
+    let fake = FakeLlm::start(Api::Anthropic).await;
+    fake.push(comment(
+        "c1",
+        json!({"path": "src/lib.rs", "line": 6, "body": "Division by zero panics.",
+               "rule": "div-by-zero"}),
+    ))
+    .push(Reply::text("One problem."));
+    let output = kodiai_review(&fake, dir.path(), &["--base", "main", "--json"]).await;
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let findings = report["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 1, "{report}");
+    assert_eq!(findings[0]["path"], "src/lib.rs");
+    assert_eq!(findings[0]["line"], 6);
+    assert_eq!(findings[0]["placement"], "exact");
+    assert_eq!(findings[0]["rule"], "div-by-zero");
+    assert_eq!(report["summary"], "One problem.");
+    // The prompt was the review prompt of the branch: its name, its commit, its patch.
+    let prompt = fake.requests()[0].body.to_string();
+    for needle in ["feature", "Divides two numbers.", "a / b"] {
+        assert!(prompt.contains(needle), "{needle}: {prompt}");
+    }
+
+    // Text output; a clean branch exits 0.
+    fake.push(Reply::text("Nothing to say."));
+    let output = kodiai_review(&fake, dir.path(), &[]).await;
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("0 finding(s) on 1 file(s) changed since main"),
+        "{text}"
+    );
+
+    // A bad base: one line naming it, exit 2.
+    let output = kodiai_review(&fake, dir.path(), &["--base", "nope"]).await;
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("--base nope"), "{stderr}");
+}

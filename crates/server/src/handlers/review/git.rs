@@ -156,7 +156,8 @@ mod tests {
     fn a_git_diff_becomes_github_style_files() {
         let text = "diff --git a/src/a.rs b/src/a.rs\nindex 1..2 100644\n--- a/src/a.rs\n+++ b/src/a.rs\n@@ -1,2 +1,2 @@\n fn a() {}\n-fn b() {}\n+fn c() {}\ndiff --git a/img.png b/img.png\nnew file mode 100644\nindex 0..1\nBinary files /dev/null and b/img.png differ\ndiff --git a/old.rs b/new.rs\nsimilarity index 100%\nrename from old.rs\nrename to new.rs\n";
         let files = pull_files(text);
-        let summary: Vec<(&str, &str, u64, u64, Option<&str>, Option<&str>)> = files
+        type Row<'a> = (&'a str, &'a str, u64, u64, Option<&'a str>, Option<&'a str>);
+        let summary: Vec<Row> = files
             .iter()
             .map(|f| {
                 (

@@ -4,6 +4,7 @@
 //! Architecture Invariant: nothing here knows GitHub, HTTP serving or the database.
 
 pub mod agent;
+pub mod mcp;
 pub mod tools;
 pub mod workspace;
 

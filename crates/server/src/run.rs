@@ -18,7 +18,7 @@ use kodiai_agent::{Limits, Task};
 use kodiai_llm::{Llm, ModelRef, ModelSettings, NoRecorder};
 use kodiai_protocol::{AgentEvent, FinishReason};
 
-use crate::config::LlmConfig;
+use crate::config::{LlmConfig, McpConfig};
 
 /// The arguments of `kodiai run`.
 #[derive(Debug, Clone, clap::Args)]
@@ -108,6 +108,30 @@ pub async fn task(config: &LlmConfig, args: &RunArgs) -> Result<Task, RunError> 
     Ok(task)
 }
 
+/// Starts the MCP servers of `[mcp.servers]` and adds their tools (`server__tool`) to `task`.
+/// The servers stop with the task's token; the caller shuts them down after the run. A server
+/// that cannot start fails the command (its stderr in the message).
+pub async fn add_mcp_tools(
+    task: &mut Task,
+    mcp: &McpConfig,
+) -> Result<Option<kodiai_agent::mcp::McpClients>, kodiai_agent::mcp::McpError> {
+    if mcp.servers.is_empty() {
+        return Ok(None);
+    }
+    let clients =
+        kodiai_agent::mcp::McpClients::start(&mcp.server_list(), task.cancel.clone()).await?;
+    let mut registry = task.tools.registry().clone();
+    if let Err(e) = registry.register_all(clients.tools()) {
+        clients.shutdown().await;
+        return Err(kodiai_agent::mcp::McpError::Config {
+            server: "mcp".into(),
+            message: e.to_string(),
+        });
+    }
+    task.tools = ToolRouter::new(registry);
+    Ok(Some(clients))
+}
+
 /// Runs `task`, writing its events to `out` as they come; stops it when `stop` resolves (a
 /// signal). Returns how it ended.
 pub async fn run(
@@ -143,24 +167,35 @@ pub async fn run(
     Ok(reason)
 }
 
-/// The whole command: 0 completed, 1 any other end, 2 bad usage.
-pub async fn command(config: &LlmConfig, args: RunArgs) -> ExitCode {
-    let task = match task(config, &args).await {
+/// The whole command: 0 completed, 1 any other end (an MCP server that does not start, too),
+/// 2 bad usage.
+pub async fn command(config: &LlmConfig, mcp: &McpConfig, args: RunArgs) -> ExitCode {
+    let mut task = match task(config, &args).await {
         Ok(task) => task,
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "kodiai: {e}");
             return ExitCode::from(2);
         }
     };
+    let mcp = match add_mcp_tools(&mut task, mcp).await {
+        Ok(mcp) => mcp,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "kodiai: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let mut stdout = std::io::stdout();
-    match run(
+    let result = run(
         task,
         args.json,
         &mut stdout,
         crate::server::shutdown_signal(),
     )
-    .await
-    {
+    .await;
+    if let Some(mcp) = mcp {
+        mcp.shutdown().await;
+    }
+    match result {
         Ok(FinishReason::Completed) => ExitCode::SUCCESS,
         Ok(_) => ExitCode::FAILURE,
         Err(e) => {

@@ -9,14 +9,14 @@ use std::time::Duration;
 
 use futures::future::{BoxFuture, join_all};
 use kodiai_protocol::ToolSpec;
-use process_wrap::tokio::{CommandWrap, KillOnDrop, ProcessGroup};
+use process_wrap::tokio::{ChildWrapper, CommandWrap, ProcessGroup};
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, ContentBlock,
     Implementation,
 };
 use rmcp::service::{RoleClient, RunningService};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
+use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::{Peer, ServiceExt as _};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::ChildStderr;
@@ -57,6 +57,48 @@ struct Connection {
     /// The child's process id (stdio servers).
     pid: Option<u32>,
     service: Service,
+    /// A stdio server's child and its process group.
+    group: Option<ChildGroup>,
+}
+
+/// How long a stdio server may take to exit once its stdin is closed, before its group is
+/// killed.
+const EXIT_GRACE: Duration = Duration::from_secs(3);
+
+/// A stdio server's child, the leader of its own process group. Whatever the server started
+/// is in that group too and is killed with it: when the task stops the server, or when this is
+/// dropped (a task that ended without [`McpClients::shutdown`], a failed start).
+struct ChildGroup {
+    child: Box<dyn ChildWrapper>,
+    stopped: bool,
+    /// Reads the group's stderr; it ends when every process holding that pipe has exited.
+    stderr: Option<StderrTail>,
+}
+
+impl ChildGroup {
+    /// Waits for the leader (its stdin is closed), then kills the rest of the group and waits
+    /// (at most [`STDERR_GRACE`]) until nothing holds the server's stderr any more.
+    async fn stop(&mut self) {
+        let exited = tokio::time::timeout(EXIT_GRACE, self.child.wait())
+            .await
+            .is_ok();
+        let _ = self.child.start_kill();
+        if !exited {
+            let _ = self.child.wait().await;
+        }
+        self.stopped = true;
+        if let Some(stderr) = self.stderr.take() {
+            stderr.finish().await;
+        }
+    }
+}
+
+impl Drop for ChildGroup {
+    fn drop(&mut self) {
+        if !self.stopped {
+            let _ = self.child.start_kill();
+        }
+    }
 }
 
 /// The MCP servers of one task, connected, and their tools. Dropping it stops the servers in
@@ -125,6 +167,9 @@ impl McpClients {
             stop.cancel();
             for connection in connections {
                 let _ = connection.service.cancel().await;
+                if let Some(mut group) = connection.group {
+                    group.stop().await;
+                }
             }
             return Err(error);
         }
@@ -148,12 +193,17 @@ impl McpClients {
             .collect()
     }
 
-    /// Stops every server and waits: a stdio child gets its stdin closed, then `SIGTERM`, then
-    /// `SIGKILL`, each for its whole process group, a few seconds apart.
+    /// Stops every server and waits: a stdio child gets its stdin closed and [`EXIT_GRACE`] to
+    /// exit, then its whole process group is killed.
     pub async fn shutdown(mut self) {
+        self.stop.cancel();
         for connection in std::mem::take(&mut self.connections) {
+            // Closing the transport closes a stdio server's stdin: its cue to exit.
             if let Err(e) = connection.service.cancel().await {
                 tracing::warn!(server = %connection.name, "stopping the MCP server failed: {e}");
+            }
+            if let Some(mut group) = connection.group {
+                group.stop().await;
             }
         }
     }
@@ -161,8 +211,8 @@ impl McpClients {
 
 impl Drop for McpClients {
     fn drop(&mut self) {
-        // Each service's drop guard closes its transport (and kills a child's group) in the
-        // background.
+        // Each service closes its transport in the background; each child's group is killed as
+        // its `ChildGroup` drops.
         self.stop.cancel();
     }
 }
@@ -185,7 +235,7 @@ async fn connect(
         message,
         stderr,
     };
-    let (service, pid, stderr) = match config {
+    let (service, group) = match config {
         McpServerConfig::Stdio {
             command,
             args,
@@ -193,27 +243,44 @@ async fn connect(
             cwd,
         } => {
             let env = McpServerConfig::child_env(name, env, |key| std::env::var(key).ok())?;
-            let mut child = tokio::process::Command::new(command);
-            child.args(args).env_clear().envs(env);
-            if let Some(cwd) = cwd {
-                child.current_dir(cwd);
-            }
-            let mut child = CommandWrap::from(child);
+            let mut child = CommandWrap::with_new(command, |child| {
+                child
+                    .args(args)
+                    .env_clear()
+                    .envs(env)
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped());
+                if let Some(cwd) = cwd {
+                    child.current_dir(cwd);
+                }
+            });
             child.wrap(ProcessGroup::leader());
-            child.wrap(KillOnDrop);
-            let (transport, stderr) = TokioChildProcess::builder(child)
-                .stderr(Stdio::piped())
-                .spawn()
-                .map_err(|e| start_error(format!("cannot run `{command}`: {e}"), String::new()))?;
-            let pid = transport.id();
-            let stderr = StderrTail::spawn(name, stderr);
+            let mut group = ChildGroup {
+                child: child.spawn().map_err(|e| {
+                    start_error(format!("cannot run `{command}`: {e}"), String::new())
+                })?,
+                stopped: false,
+                stderr: None,
+            };
+            let pipes = (group.child.stdout().take(), group.child.stdin().take());
+            let (Some(stdout), Some(stdin)) = pipes else {
+                return Err(start_error(
+                    "the child's stdin or stdout is not a pipe".into(),
+                    String::new(),
+                ));
+            };
+            let stderr = StderrTail::spawn(name, group.child.stderr().take());
             let started = tokio::time::timeout(
                 timeouts.start,
-                client_config().serve_with_ct(transport, stop),
+                client_config().serve_with_ct((stdout, stdin), stop),
             )
             .await;
             match started {
-                Ok(Ok(service)) => (service, pid, Some(stderr)),
+                Ok(Ok(service)) => {
+                    group.stderr = Some(stderr);
+                    (service, Some(group))
+                }
                 Ok(Err(e)) => {
                     return Err(start_error(
                         format!("no MCP handshake: {e}"),
@@ -221,6 +288,8 @@ async fn connect(
                     ));
                 }
                 Err(_) => {
+                    // Killed first, so that its stderr closes.
+                    drop(group);
                     return Err(start_error(
                         format!(
                             "no answer to `initialize` within {} s",
@@ -256,7 +325,7 @@ async fn connect(
             )
             .await;
             match started {
-                Ok(Ok(service)) => (service, None, None),
+                Ok(Ok(service)) => (service, None),
                 Ok(Err(e)) => {
                     return Err(start_error(format!("no MCP handshake: {e}"), String::new()));
                 }
@@ -276,11 +345,11 @@ async fn connect(
     let listed = match listed {
         Ok(Ok(listed)) => listed,
         Ok(Err(e)) => {
-            let stderr = match stderr {
+            let _ = service.cancel().await;
+            let stderr = match group.and_then(|mut g| g.stderr.take()) {
                 Some(stderr) => stderr.finish().await,
                 None => String::new(),
             };
-            let _ = service.cancel().await;
             return Err(start_error(format!("`tools/list` failed: {e}"), stderr));
         }
         Err(_) => {
@@ -325,7 +394,8 @@ async fn connect(
     Ok((
         Connection {
             name: name.to_owned(),
-            pid,
+            pid: group.as_ref().and_then(|g| g.child.id()),
+            group,
             service,
         },
         tools,

@@ -489,10 +489,18 @@ mod mcp_tests {
              [mcp.servers.search]\ntransport = \"http\"\nurl = \"https://mcp.example.com/mcp\"\nheaders = { Authorization = \"Bearer hdr-456\" }\n",
         )
         .unwrap();
-        let names: Vec<_> = config.mcp.server_list().into_iter().map(|(n, _)| n).collect();
+        let names: Vec<_> = config
+            .mcp
+            .server_list()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
         assert_eq!(names, ["docs", "search"]);
         let printed = config.to_masked_toml().unwrap();
-        assert!(!printed.contains("tok-123") && !printed.contains("hdr-456"), "{printed}");
+        assert!(
+            !printed.contains("tok-123") && !printed.contains("hdr-456"),
+            "{printed}"
+        );
         assert!(printed.contains("docs-mcp"), "{printed}");
         assert!(!format!("{config:?}").contains("tok-123"));
     }
@@ -504,7 +512,10 @@ mod mcp_tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(refused.contains("mcp.servers.docs in kodiai.toml"), "{refused}");
+        assert!(
+            refused.contains("mcp.servers.docs in kodiai.toml"),
+            "{refused}"
+        );
         assert!(refused.contains("`LD_PRELOAD`"), "{refused}");
         let unknown = load("[mcp.servers.docs]\ntransport = \"carrier-pigeon\"\n")
             .unwrap_err()

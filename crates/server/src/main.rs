@@ -317,7 +317,10 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
         // Handled in `main`, which owns its exit code.
         Command::Mcp(args) => {
-            anyhow::ensure!(mcp_server(args).await == ExitCode::SUCCESS, "the MCP server failed");
+            anyhow::ensure!(
+                mcp_server(args).await == ExitCode::SUCCESS,
+                "the MCP server failed"
+            );
             Ok(())
         }
         Command::Run(args) => {

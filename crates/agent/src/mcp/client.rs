@@ -15,8 +15,8 @@ use rmcp::model::{
     Implementation,
 };
 use rmcp::service::{RoleClient, RunningService};
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::{Peer, ServiceExt as _};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::ChildStderr;
@@ -316,8 +316,7 @@ async fn connect(
                 })
                 .collect::<Result<HashMap<_, _>, McpError>>()?;
             let transport = StreamableHttpClientTransport::from_config(
-                StreamableHttpClientTransportConfig::with_uri(url.as_str())
-                    .custom_headers(headers),
+                StreamableHttpClientTransportConfig::with_uri(url.as_str()).custom_headers(headers),
             );
             let started = tokio::time::timeout(
                 timeouts.start,
@@ -355,7 +354,10 @@ async fn connect(
         Err(_) => {
             let _ = service.cancel().await;
             return Err(start_error(
-                format!("no answer to `tools/list` within {} s", timeouts.start.as_secs()),
+                format!(
+                    "no answer to `tools/list` within {} s",
+                    timeouts.start.as_secs()
+                ),
                 String::new(),
             ));
         }
@@ -549,7 +551,9 @@ impl StderrTail {
     /// The tail, once the child closed its stderr (or after [`STDERR_GRACE`]).
     async fn finish(mut self) -> String {
         if let Some(mut reader) = self.reader.take()
-            && tokio::time::timeout(STDERR_GRACE, &mut reader).await.is_err()
+            && tokio::time::timeout(STDERR_GRACE, &mut reader)
+                .await
+                .is_err()
         {
             reader.abort();
         }

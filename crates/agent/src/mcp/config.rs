@@ -129,7 +129,9 @@ impl McpServerConfig {
                         return Err(bad(format!("header `{key}` is not a header name")));
                     }
                     if reqwest::header::HeaderValue::from_str(value).is_err() {
-                        return Err(bad(format!("header `{key}` has a value that cannot be sent")));
+                        return Err(bad(format!(
+                            "header `{key}` has a value that cannot be sent"
+                        )));
                     }
                 }
                 Ok(())
@@ -204,7 +206,9 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(http, McpServerConfig::Http { ref headers, .. } if headers.len() == 1));
-        let unknown = toml::from_str::<McpServerConfig>("transport = \"stdio\"\ncommand = \"a\"\nenvs = {}\n");
+        let unknown = toml::from_str::<McpServerConfig>(
+            "transport = \"stdio\"\ncommand = \"a\"\nenvs = {}\n",
+        );
         assert!(unknown.is_err(), "unknown keys are refused");
         let other = toml::from_str::<McpServerConfig>("transport = \"ws\"\nurl = \"ws://x\"\n");
         assert!(other.is_err());
@@ -214,7 +218,10 @@ mod tests {
     fn debug_hides_env_and_header_values() {
         let config = stdio(&[("SERVICE_TOKEN", "hunter2")]);
         let shown = format!("{config:?}");
-        assert!(shown.contains("SERVICE_TOKEN") && !shown.contains("hunter2"), "{shown}");
+        assert!(
+            shown.contains("SERVICE_TOKEN") && !shown.contains("hunter2"),
+            "{shown}"
+        );
         let http: McpServerConfig = toml::from_str(
             "transport = \"http\"\nurl = \"https://x.test/mcp\"\nheaders = { Authorization = \"Bearer s3cr3t\" }\n",
         )
@@ -224,12 +231,28 @@ mod tests {
 
     #[test]
     fn loader_and_path_keys_are_refused_by_name() {
-        for key in ["LD_PRELOAD", "LD_LIBRARY_PATH", "DYLD_INSERT_LIBRARIES", "PATH", "path"] {
-            let error = stdio(&[(key, "x")]).validate("srv").unwrap_err().to_string();
-            assert!(error.contains(&format!("`{key}`")) && error.contains("srv"), "{error}");
-            let error = McpServerConfig::child_env("srv", &BTreeMap::from([(key.to_owned(), "x".to_owned())]), |_| None)
+        for key in [
+            "LD_PRELOAD",
+            "LD_LIBRARY_PATH",
+            "DYLD_INSERT_LIBRARIES",
+            "PATH",
+            "path",
+        ] {
+            let error = stdio(&[(key, "x")])
+                .validate("srv")
                 .unwrap_err()
                 .to_string();
+            assert!(
+                error.contains(&format!("`{key}`")) && error.contains("srv"),
+                "{error}"
+            );
+            let error = McpServerConfig::child_env(
+                "srv",
+                &BTreeMap::from([(key.to_owned(), "x".to_owned())]),
+                |_| None,
+            )
+            .unwrap_err()
+            .to_string();
             assert!(error.contains(key), "{error}");
         }
         stdio(&[("RUST_LOG", "debug")]).validate("srv").unwrap();
@@ -241,7 +264,15 @@ mod tests {
         for name in ["github", "my-server", "a_b", "x1"] {
             ok.validate(name).unwrap();
         }
-        for name in ["", "a__b", "_a", "a_", "with space", "dot.ted", &"x".repeat(33)] {
+        for name in [
+            "",
+            "a__b",
+            "_a",
+            "a_",
+            "with space",
+            "dot.ted",
+            &"x".repeat(33),
+        ] {
             assert!(ok.validate(name).is_err(), "{name:?}");
         }
     }

@@ -80,11 +80,9 @@ impl RegistryServer {
 
 impl ServerHandler for RegistryServer {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(Implementation::new(
-                format!("kodiai-{}", self.name),
-                env!("CARGO_PKG_VERSION"),
-            ))
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build()).with_server_info(
+            Implementation::new(format!("kodiai-{}", self.name), env!("CARGO_PKG_VERSION")),
+        )
     }
 
     async fn list_tools(

@@ -42,7 +42,8 @@ async fn kodiai_mcp_workspace_answers_a_real_mcp_client() {
     .expect("initialize is answered");
 
     let info = client.peer_info().expect("the server introduced itself");
-    assert_eq!(info.server_info.name, "kodiai-workspace");
+    let server = info.server_info.clone().expect("the server names itself");
+    assert_eq!(server.name, "kodiai-workspace");
     assert!(info.capabilities.tools.is_some());
 
     let tools = client.list_all_tools().await.unwrap();
@@ -74,25 +75,42 @@ async fn kodiai_mcp_workspace_answers_a_real_mcp_client() {
 
     let args = |value: serde_json::Value| value.as_object().unwrap().clone();
     let result = client
-        .call_tool(CallToolRequestParams::new("read_file").with_arguments(args(json!({"path": "notes.txt"}))))
+        .call_tool(
+            CallToolRequestParams::new("read_file")
+                .with_arguments(args(json!({"path": "notes.txt"}))),
+        )
         .await
         .unwrap();
     assert_ne!(result.is_error, Some(true));
     let text = result.content[0].as_text().unwrap().text.clone();
-    assert!(text.contains("first line") && text.contains("second line"), "{text}");
+    assert!(
+        text.contains("first line") && text.contains("second line"),
+        "{text}"
+    );
 
     // What the model could fix comes back as a tool error, as in the native loop.
     let outside = client
-        .call_tool(CallToolRequestParams::new("read_file").with_arguments(args(json!({"path": "../secret"}))))
+        .call_tool(
+            CallToolRequestParams::new("read_file")
+                .with_arguments(args(json!({"path": "../secret"}))),
+        )
         .await
         .unwrap();
     assert_eq!(outside.is_error, Some(true));
     let bad = client
-        .call_tool(CallToolRequestParams::new("read_file").with_arguments(args(json!({"offset": "x"}))))
+        .call_tool(
+            CallToolRequestParams::new("read_file").with_arguments(args(json!({"offset": "x"}))),
+        )
         .await
         .unwrap();
     assert_eq!(bad.is_error, Some(true));
-    assert!(bad.content[0].as_text().unwrap().text.contains("invalid arguments"));
+    assert!(
+        bad.content[0]
+            .as_text()
+            .unwrap()
+            .text
+            .contains("invalid arguments")
+    );
 
     // Closing the client closes the server's stdin; it exits by itself, with 0.
     client.cancel().await.unwrap();
@@ -139,7 +157,13 @@ async fn kodiai_run_gets_the_tools_of_its_configured_mcp_servers() {
     fake.push(Reply::text("The guide says to write tests."));
     let cwd = tempfile::tempdir().unwrap();
     let output = tokio::process::Command::new(EXE)
-        .args(["--config", config.to_str().unwrap(), "run", "--json", "--dir"])
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "run",
+            "--json",
+            "--dir",
+        ])
         .arg(dir.path())
         .arg("What does the guide say?")
         .current_dir(cwd.path())
@@ -159,20 +183,33 @@ async fn kodiai_run_gets_the_tools_of_its_configured_mcp_servers() {
     let results: Vec<_> = events
         .iter()
         .filter_map(|e| match e {
-            AgentEvent::ToolResult { name, content, is_error, .. } => {
-                Some((name.clone(), content.contains("Always write tests."), *is_error))
-            }
+            AgentEvent::ToolResult {
+                name,
+                content,
+                is_error,
+                ..
+            } => Some((
+                name.clone(),
+                content.contains("Always write tests."),
+                *is_error,
+            )),
             _ => None,
         })
         .collect();
     assert_eq!(results, [("docs__read_file".to_owned(), true, false)]);
     assert!(matches!(
         events.last(),
-        Some(AgentEvent::Finished { reason: FinishReason::Completed, .. })
+        Some(AgentEvent::Finished {
+            reason: FinishReason::Completed,
+            ..
+        })
     ));
     // The model was offered the MCP tools beside the built-in ones.
     let tools = fake.requests()[0].body["tools"].to_string();
-    assert!(tools.contains("\"docs__read_file\"") && tools.contains("\"read_file\""), "{tools}");
+    assert!(
+        tools.contains("\"docs__read_file\"") && tools.contains("\"read_file\""),
+        "{tools}"
+    );
 }
 
 #[tokio::test]
@@ -203,6 +240,9 @@ async fn kodiai_run_fails_when_an_mcp_server_cannot_start() {
         .unwrap();
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("MCP server `docs` did not start"), "{stderr}");
+    assert!(
+        stderr.contains("MCP server `docs` did not start"),
+        "{stderr}"
+    );
     assert!(stderr.contains("/nonexistent/docs"), "{stderr}");
 }

@@ -65,11 +65,36 @@ impl ServerHandler for TestServer {
         let number = json!({"type": "number"});
         Ok(ListToolsResult::with_all_items(vec![
             tool("echo", "Returns its text.", json!({"text": string}), true),
-            tool("add", "Adds two numbers.", json!({"a": number, "b": number}), true),
-            tool("fail", "Always fails with the message.", json!({"message": string}), true),
-            tool("env", "The value of an environment variable of the server, or \"\".", json!({"name": string}), true),
-            tool("header", "The value of a request header (HTTP only), or \"\".", json!({"name": string}), true),
-            tool("spawn_sleeper", "Starts `sleep 600` in the server's process group; returns its pid.", json!({}), false),
+            tool(
+                "add",
+                "Adds two numbers.",
+                json!({"a": number, "b": number}),
+                true,
+            ),
+            tool(
+                "fail",
+                "Always fails with the message.",
+                json!({"message": string}),
+                true,
+            ),
+            tool(
+                "env",
+                "The value of an environment variable of the server, or \"\".",
+                json!({"name": string}),
+                true,
+            ),
+            tool(
+                "header",
+                "The value of a request header (HTTP only), or \"\".",
+                json!({"name": string}),
+                true,
+            ),
+            tool(
+                "spawn_sleeper",
+                "Starts `sleep 600` in the server's process group; returns its pid.",
+                json!({}),
+                false,
+            ),
         ]))
     }
 
@@ -95,7 +120,9 @@ impl ServerHandler for TestServer {
                 };
                 text((number("a")? + number("b")?).to_string())
             }
-            "fail" => Ok(CallToolResult::error(vec![ContentBlock::text(string("message")?)]).into()),
+            "fail" => {
+                Ok(CallToolResult::error(vec![ContentBlock::text(string("message")?)]).into())
+            }
             "env" => text(std::env::var(string("name")?).unwrap_or_default()),
             "header" => {
                 let name = string("name")?;
@@ -119,7 +146,10 @@ impl ServerHandler for TestServer {
                     .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
                 text(child.id().to_string())
             }
-            other => Err(ErrorData::invalid_params(format!("no tool `{other}`"), None)),
+            other => Err(ErrorData::invalid_params(
+                format!("no tool `{other}`"),
+                None,
+            )),
         }
     }
 }
@@ -127,7 +157,12 @@ impl ServerHandler for TestServer {
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         [] => {
             let running = TestServer.serve(rmcp::transport::stdio()).await.unwrap();
             running.waiting().await.unwrap();

@@ -43,7 +43,14 @@ fn provider(fake: &FakeLlm) -> Arc<dyn Provider> {
         first_byte: Duration::from_secs(30),
         idle: Duration::from_secs(30),
     };
-    Arc::new(Anthropic::new(url, AnthropicAuth::ApiKey("sk-test-not-real".into()), timeouts).unwrap())
+    Arc::new(
+        Anthropic::new(
+            url,
+            AnthropicAuth::ApiKey("sk-test-not-real".into()),
+            timeouts,
+        )
+        .unwrap(),
+    )
 }
 
 fn router(clients: &McpClients) -> ToolRouter {
@@ -142,7 +149,11 @@ async fn http_tools_are_listed_and_called_through_the_loop() {
         .spawn()
         .unwrap();
     let mut lines = tokio::io::BufReader::new(server.stdout.take().unwrap()).lines();
-    let url = lines.next_line().await.unwrap().expect("the server prints its URL");
+    let url = lines
+        .next_line()
+        .await
+        .unwrap()
+        .expect("the server prints its URL");
     let config = McpServerConfig::Http {
         url: url.parse().unwrap(),
         headers: BTreeMap::from([("X-Test-Token".to_owned(), "token-for-the-server".to_owned())]),
@@ -174,14 +185,25 @@ async fn http_tools_are_listed_and_called_through_the_loop() {
             result("test__echo", "hello over HTTP", false),
         ]
     );
-    assert!(fake.requests()[2].body.to_string().contains("hello over HTTP"));
+    assert!(
+        fake.requests()[2]
+            .body
+            .to_string()
+            .contains("hello over HTTP")
+    );
     clients.shutdown().await;
     server.kill().await.unwrap();
 }
 
 #[tokio::test]
 async fn a_server_that_exits_at_start_reports_its_stderr() {
-    let config = stdio(&["--exit-at-start", "cannot open /var/lib/widgets.db: permission denied"], &[]);
+    let config = stdio(
+        &[
+            "--exit-at-start",
+            "cannot open /var/lib/widgets.db: permission denied",
+        ],
+        &[],
+    );
     let error = McpClients::start(&servers(config), CancellationToken::new())
         .await
         .unwrap_err();
@@ -227,7 +249,10 @@ async fn ask_env(clients: &McpClients, name: &str) -> String {
         name: "test__env".into(),
         arguments: json!({"name": name}),
     };
-    let answer = router.dispatch(&call, &ToolContext::default()).await.unwrap();
+    let answer = router
+        .dispatch(&call, &ToolContext::default())
+        .await
+        .unwrap();
     assert!(!answer.output.is_error, "{answer:?}");
     answer.output.content
 }
@@ -241,7 +266,11 @@ const CHILD_SIDE: &str = "KODIAI_TEST_MCP_PARENT_HAS_SECRETS";
 #[tokio::test]
 async fn the_child_gets_no_host_secret() {
     let output = tokio::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "suite::mcp::host_secrets_child_side", "--nocapture"])
+        .args([
+            "--exact",
+            "suite::mcp::host_secrets_child_side",
+            "--nocapture",
+        ])
         .env(CHILD_SIDE, "1")
         .env("GITHUB_TOKEN", "ghp_fakeHostTokenThatMustNotLeak0000000")
         .env("ANTHROPIC_API_KEY", "sk-ant-fake-host-key")
@@ -251,7 +280,11 @@ async fn the_child_gets_no_host_secret() {
         .await
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(stdout.contains("1 passed"), "{stdout}");
 }
 
@@ -263,12 +296,28 @@ async fn host_secrets_child_side() {
     if parent_has_secrets {
         assert!(std::env::var("GITHUB_TOKEN").is_ok());
     }
-    let config = stdio(&[], &[("SERVER_MODE", "test"), ("SERVICE_TOKEN", "given-on-purpose")]);
+    let config = stdio(
+        &[],
+        &[
+            ("SERVER_MODE", "test"),
+            ("SERVICE_TOKEN", "given-on-purpose"),
+        ],
+    );
     let clients = McpClients::start(&servers(config), CancellationToken::new())
         .await
         .unwrap();
-    for secret in ["GITHUB_TOKEN", "ANTHROPIC_API_KEY", "KODIAI_ADMIN_TOKEN", "LD_LIBRARY_PATH", CHILD_SIDE] {
-        assert_eq!(ask_env(&clients, secret).await, "", "{secret} reached the server");
+    for secret in [
+        "GITHUB_TOKEN",
+        "ANTHROPIC_API_KEY",
+        "KODIAI_ADMIN_TOKEN",
+        "LD_LIBRARY_PATH",
+        CHILD_SIDE,
+    ] {
+        assert_eq!(
+            ask_env(&clients, secret).await,
+            "",
+            "{secret} reached the server"
+        );
     }
     assert_eq!(ask_env(&clients, "PATH").await, SAFE_PATH);
     assert_eq!(ask_env(&clients, "SERVER_MODE").await, "test");
@@ -311,13 +360,22 @@ async fn the_server_and_its_children_are_gone_after_the_task() {
         name: "test__spawn_sleeper".into(),
         arguments: json!({}),
     };
-    let answer = router.dispatch(&call, &ToolContext::default()).await.unwrap();
+    let answer = router
+        .dispatch(&call, &ToolContext::default())
+        .await
+        .unwrap();
     let sleeper: u32 = answer.output.content.parse().unwrap();
     assert!(!gone(server_pid) && !gone(sleeper));
 
     clients.shutdown().await;
-    assert!(gone(server_pid), "the server {server_pid} outlived the task");
-    assert!(gone(sleeper), "the server's child {sleeper} outlived the task");
+    assert!(
+        gone(server_pid),
+        "the server {server_pid} outlived the task"
+    );
+    assert!(
+        gone(sleeper),
+        "the server's child {sleeper} outlived the task"
+    );
 
     // Its tools, still held by a router, now answer that the server is gone.
     let call = ToolCall {
@@ -325,9 +383,16 @@ async fn the_server_and_its_children_are_gone_after_the_task() {
         name: "test__echo".into(),
         arguments: json!({"text": "anyone there?"}),
     };
-    let answer = router.dispatch(&call, &ToolContext::default()).await.unwrap();
+    let answer = router
+        .dispatch(&call, &ToolContext::default())
+        .await
+        .unwrap();
     assert!(answer.output.is_error);
-    assert!(answer.output.content.contains("MCP server `test`"), "{}", answer.output.content);
+    assert!(
+        answer.output.content.contains("MCP server `test`"),
+        "{}",
+        answer.output.content
+    );
 }
 
 #[tokio::test]

@@ -249,7 +249,11 @@ fn main() -> ExitCode {
         }
     };
     if let Command::Mcp(args) = command {
-        return runtime.block_on(mcp_server(args));
+        let code = runtime.block_on(mcp_server(args));
+        // After a signal, a read of stdin may still block a thread: it must not keep the
+        // process alive.
+        runtime.shutdown_background();
+        return code;
     }
     if let Command::Run(args) = command {
         return runtime.block_on(kodiai::run::command(&config.llm, &config.mcp, args));

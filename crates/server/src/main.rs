@@ -57,6 +57,26 @@ enum Command {
     /// Run one agent task in a directory and print its events; exit 0 when it completed, 1
     /// when it ended otherwise, 2 on bad usage.
     Run(kodiai::run::RunArgs),
+    /// Serve a set of kodiai's tools over MCP on stdin and stdout (for the CLI backends).
+    Mcp(McpArgs),
+}
+
+#[derive(clap::Args)]
+struct McpArgs {
+    /// Which tools to serve.
+    #[arg(value_enum)]
+    server: McpServerName,
+    /// The directory the tools work in; they cannot leave it.
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+}
+
+/// The tool sets `kodiai mcp` serves.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum McpServerName {
+    /// The workspace tools: read_file, list_files, search, edit_file, write_file, git_diff,
+    /// git_log.
+    Workspace,
 }
 
 #[derive(Subcommand)]
@@ -241,6 +261,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Command::Mcp(args) = command {
+        let code = runtime.block_on(mcp_server(args));
+        // After a signal, a read of stdin may still block a thread: it must not keep the
+        // process alive.
+        runtime.shutdown_background();
+        return code;
+    }
     if let Command::Run(args) = command {
         return runtime.block_on(kodiai::run::command(&config, args));
     }
@@ -305,6 +332,13 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         // Handled in `main`, which owns its exit code.
+        Command::Mcp(args) => {
+            anyhow::ensure!(
+                mcp_server(args).await == ExitCode::SUCCESS,
+                "the MCP server failed"
+            );
+            Ok(())
+        }
         Command::Run(args) => {
             let code = kodiai::run::command(&config, args).await;
             anyhow::ensure!(code == ExitCode::SUCCESS, "the task did not complete");
@@ -377,6 +411,44 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             let report = bench::search::run(&bench::search::SearchOptions { files, runs }).await?;
             print!("{report}");
             Ok(())
+        }
+    }
+}
+
+/// `kodiai mcp NAME`: serves that tool set on stdin and stdout until the client closes stdin
+/// or a signal comes; 2 for a bad `--dir`, 1 when serving fails. Nothing but MCP goes to stdout.
+async fn mcp_server(args: McpArgs) -> ExitCode {
+    use kodiai_agent::tools::{ToolRegistry, WorkspaceRoot, WorkspaceToolOptions};
+
+    let root = match WorkspaceRoot::new(&args.dir) {
+        Ok(root) => root,
+        Err(e) => {
+            eprintln!("kodiai: --dir {}: {e}", args.dir.display());
+            return ExitCode::from(2);
+        }
+    };
+    let (name, tools) = match args.server {
+        McpServerName::Workspace => (
+            "workspace",
+            kodiai_agent::tools::workspace_tools(&root, &WorkspaceToolOptions::default()).await,
+        ),
+    };
+    let mut registry = ToolRegistry::new();
+    if let Err(e) = registry.register_all(tools) {
+        eprintln!("kodiai: {e}");
+        return ExitCode::FAILURE;
+    }
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let stop = cancel.clone();
+    tokio::spawn(async move {
+        server::shutdown_signal().await;
+        stop.cancel();
+    });
+    match kodiai_agent::mcp::serve_stdio(registry, name, cancel).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kodiai: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -229,6 +229,12 @@ pub fn cli_task(
     task.model = model;
     task.allowed_tools = cli.workspace_tools(config.agent.allows("run_command"));
     task.credential = Some(credential);
+    for (name, server) in config.mcp.server_list() {
+        let entry = server
+            .cli_entry(&name)
+            .map_err(|e| RunError::Usage(e.to_string()))?;
+        task.mcp_servers.insert(name, entry);
+    }
     task.path = config.agent.cli_search_path.clone();
     task.limits = limits(args);
     task.prices = prices;

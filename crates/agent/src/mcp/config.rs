@@ -139,6 +139,31 @@ impl McpServerConfig {
         }
     }
 
+    /// The server as an entry of the `mcpServers` object the Claude Code and Gemini CLIs read
+    /// (checked with [`McpServerConfig::validate`] first): `{command, args, env[, cwd]}` or
+    /// `{type: "http", url, headers}`. The CLI starts the server itself, from its own clean
+    /// environment.
+    pub fn cli_entry(&self, name: &str) -> Result<serde_json::Value, McpError> {
+        self.validate(name)?;
+        Ok(match self {
+            Self::Stdio {
+                command,
+                args,
+                env,
+                cwd,
+            } => {
+                let mut entry = serde_json::json!({"command": command, "args": args, "env": env});
+                if let Some(cwd) = cwd {
+                    entry["cwd"] = serde_json::json!(cwd);
+                }
+                entry
+            }
+            Self::Http { url, headers } => {
+                serde_json::json!({"type": "http", "url": url.as_str(), "headers": headers})
+            }
+        })
+    }
+
     /// The whole environment of a stdio server's child: `HOME` and `LANG` from `host`,
     /// [`SAFE_PATH`], then the configuration's `env`. Refused keys are
     /// an error naming the key. Nothing else of `host` is passed.

@@ -11,6 +11,7 @@ mod suite {
     mod auth;
     mod contents;
     mod governor;
+    mod outgoing;
     mod permissions;
     mod rest;
     mod retries;

@@ -8,6 +8,10 @@
 //!
 //! `<details>` is kept: it is visible to anyone who clicks it, and kodiai's own long answers use
 //! it. Only what a reader cannot reveal from the page is removed.
+//!
+//! Code blocks are not exempt: telling code from prose needs a markdown parser, and the author
+//! controls the fences, so an HTML comment shown inside a fence is removed too (a little visible
+//! text lost, never hidden text kept).
 
 use std::sync::LazyLock;
 

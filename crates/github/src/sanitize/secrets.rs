@@ -8,8 +8,9 @@
 //! URLs (split at `/`, so a permalink's parts are judged one by one) and subresource-integrity
 //! hashes (`sha384-…`, public by design). A candidate is a run of at least
 //! [`MIN_ENTROPY_LEN`] base64/base64url characters with upper case, lower case and digits mixed
-//! the way random text mixes them. About 1 in 60 random 32-character tokens (1 in 100 at 40)
-//! looks word-like enough to pass; the named formats above do not depend on it.
+//! the way random text mixes them. About 1 in 50 random 32-character tokens (1 in 100 at 40)
+//! looks word-like enough to pass; the named formats above do not depend on it. Base64 with
+//! `/` in it is judged in the pieces between the slashes.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::LazyLock;

@@ -216,8 +216,6 @@ fn high_entropy_catches_unprefixed_keys() {
     }
     // The module documents about 1 in 100 random 40-character keys slipping through.
     assert!(caught >= 190, "caught {caught} of 200");
-    let aws_style = format!("{}/{}", key(&mut rng, 20), key(&mut rng, 19));
-    assert!(find_secrets(&format!("x = {aws_style}")).is_empty() || aws_style.len() < 64);
     let long = key(&mut rng, 64);
     assert_eq!(find_secrets(&long)[0].kind, SecretKind::HighEntropy);
 }

@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod backends;
+pub mod mcp;
 pub mod tools;
 pub mod workspace;
 

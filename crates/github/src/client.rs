@@ -140,6 +140,8 @@ impl ClientOptions {
 #[derive(Clone, Debug)]
 pub struct GithubClient {
     inner: Arc<Inner>,
+    /// The handles kodiai answers to (without `@`), neutralized in everything it writes.
+    own_handles: Arc<[String]>,
 }
 
 #[derive(Debug)]
@@ -177,7 +179,32 @@ impl GithubClient {
                 options,
                 tokens: TokenCache::default(),
             }),
+            own_handles: Arc::from(Vec::new()),
         })
+    }
+
+    /// The client with the handles kodiai answers to (its App slug, `<slug>[bot]`, its bot
+    /// login, the trigger); with or without `@`, blanks dropped. Every body the client writes
+    /// has them neutralized (see [`InstallationClient::gate`]).
+    pub fn with_own_handles<I, S>(mut self, handles: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut own: Vec<String> = Vec::new();
+        for handle in handles {
+            let handle = handle.as_ref().trim().trim_start_matches('@');
+            if !handle.is_empty() && !own.iter().any(|h| h.eq_ignore_ascii_case(handle)) {
+                own.push(handle.to_owned());
+            }
+        }
+        self.own_handles = Arc::from(own);
+        self
+    }
+
+    /// The handles set with [`GithubClient::with_own_handles`].
+    pub fn own_handles(&self) -> &[String] {
+        &self.own_handles
     }
 
     /// An App client from the App id and its private key's PEM text.
@@ -270,6 +297,14 @@ impl InstallationClient {
 
     pub(crate) fn github(&self) -> &GithubClient {
         &self.client
+    }
+
+    /// A body kodiai wrote, as it may leave: own handles neutralized, or the whole body replaced
+    /// by a notice when it carries a secret (logged and counted by the gate). Every write method
+    /// of [`rest`](crate::rest) calls it; a new one must too.
+    pub fn gate(&self, text: &str) -> String {
+        let handles: Vec<&str> = self.client.own_handles.iter().map(String::as_str).collect();
+        crate::sanitize::gate_outgoing(text, &handles).into_text()
     }
 
     /// The REST URL of `segments` under the API base, each segment percent-encoded.

@@ -217,7 +217,7 @@ impl InstallationClient {
             "/repos/{owner}/{repo}/issues/{number}/comments",
             &["repos", owner, repo, "issues", &n, "comments"],
         );
-        call.body = Some(serde_json::json!({ "body": text }));
+        call.body = Some(serde_json::json!({ "body": self.gate(text) }));
         self.request(call).await
     }
 
@@ -234,7 +234,7 @@ impl InstallationClient {
             "/repos/{owner}/{repo}/issues/comments/{comment_id}",
             &["repos", owner, repo, "issues", "comments", &id],
         );
-        call.body = Some(serde_json::json!({ "body": text }));
+        call.body = Some(serde_json::json!({ "body": self.gate(text) }));
         self.request(call).await
     }
 
@@ -343,7 +343,12 @@ impl InstallationClient {
             "/repos/{owner}/{repo}/pulls/{number}/reviews",
             &["repos", owner, repo, "pulls", &n, "reviews"],
         );
-        call.body = body(review);
+        let mut review = review.clone();
+        review.body = review.body.as_deref().map(|text| self.gate(text));
+        for comment in &mut review.comments {
+            comment.body = self.gate(&comment.body);
+        }
+        call.body = body(&review);
         self.request(call).await
     }
 
@@ -365,7 +370,7 @@ impl InstallationClient {
                 "repos", owner, repo, "pulls", &n, "comments", &id, "replies",
             ],
         );
-        call.body = Some(serde_json::json!({ "body": text }));
+        call.body = Some(serde_json::json!({ "body": self.gate(text) }));
         self.request(call).await
     }
 

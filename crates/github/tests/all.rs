@@ -12,6 +12,7 @@ mod suite {
     mod contents;
     mod diff;
     mod governor;
+    mod outgoing;
     mod permissions;
     mod rest;
     mod retries;

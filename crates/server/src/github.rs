@@ -7,7 +7,7 @@ use std::time::Duration;
 use kodiai_github::client::{ClientOptions, GithubClient};
 use kodiai_github::governor::GovernorLimits;
 
-use crate::config::GithubConfig;
+use crate::config::{GithubConfig, MentionsConfig};
 
 /// The client's options from `[github]`.
 pub fn client_options(config: &GithubConfig) -> ClientOptions {
@@ -39,8 +39,31 @@ pub fn build_client(config: &GithubConfig) -> Result<Option<GithubClient>, Githu
         _ => return Ok(None),
     };
     client
-        .map(Some)
+        .map(|c| {
+            Some(
+                c.with_own_handles(
+                    config
+                        .own_logins()
+                        .into_iter()
+                        .chain(config.app_slug.clone()),
+                ),
+            )
+        })
         .map_err(|e| GithubSetupError(e.to_string()))
+}
+
+/// Every handle kodiai answers to: its logins (`<slug>[bot]`, the slug, `bot_login`) and the
+/// trigger with its aliases. What it writes has them all neutralized, so it never calls itself
+/// (in personal-token mode its comments come from a user's login that ingress cannot tell
+/// apart, so the trigger matters as much as the bot's login).
+pub fn own_handles(github: &GithubConfig, mentions: &MentionsConfig) -> Vec<String> {
+    github
+        .own_logins()
+        .into_iter()
+        .chain(github.app_slug.clone())
+        .chain(std::iter::once(mentions.trigger.clone()))
+        .chain(mentions.aliases.iter().cloned())
+        .collect()
 }
 
 #[cfg(test)]
@@ -88,6 +111,33 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(!token.is_app());
+    }
+
+    #[test]
+    fn the_client_knows_its_own_handles() {
+        let c = config(&[
+            ("GITHUB_TOKEN", "a-token"),
+            ("GITHUB_APP_SLUG", "kodiai-dev"),
+            ("KODIAI_BOT_LOGIN", "kodiai-user"),
+            ("KODIAI_TRIGGER", "@kodi"),
+            ("KODIAI_TRIGGER_ALIASES", "@claude"),
+        ]);
+        let client = build_client(&c.github).unwrap().unwrap();
+        assert_eq!(
+            client.own_handles(),
+            ["kodiai-dev[bot]", "kodiai-user", "kodiai-dev"]
+        );
+        let all = client.with_own_handles(own_handles(&c.github, &c.mentions));
+        assert_eq!(
+            all.own_handles(),
+            [
+                "kodiai-dev[bot]",
+                "kodiai-user",
+                "kodiai-dev",
+                "kodi",
+                "claude"
+            ]
+        );
     }
 
     #[test]

@@ -62,7 +62,9 @@ impl GithubWork {
     /// Everything the jobs need, from the configuration: the client, the workspaces under the
     /// data folder, the model (its calls recorded in `store` at `clock`'s time).
     pub async fn for_config(config: &Config, store: &Store, clock: &Clock) -> anyhow::Result<Self> {
-        let client = build_client(&config.github)?;
+        let client = build_client(&config.github)?.map(|c| {
+            c.with_own_handles(crate::github::own_handles(&config.github, &config.mentions))
+        });
         let workspaces = Workspaces::open(config.workspaces.settings(&config.data_dir))
             .await
             .context("opening the workspaces folder")?;

@@ -61,6 +61,26 @@ enum Command {
     /// model and print the findings with file and line (no GitHub needed); exit 0 when there
     /// are none, 1 when there are, 2 when it could not review.
     Review(kodiai::review_cli::ReviewArgs),
+    /// Serve a set of kodiai's tools over MCP on stdin and stdout (for the CLI backends).
+    Mcp(McpArgs),
+}
+
+#[derive(clap::Args)]
+struct McpArgs {
+    /// Which tools to serve.
+    #[arg(value_enum)]
+    server: McpServerName,
+    /// The directory the tools work in; they cannot leave it.
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+}
+
+/// The tool sets `kodiai mcp` serves.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum McpServerName {
+    /// The workspace tools: read_file, list_files, search, edit_file, write_file, git_diff,
+    /// git_log.
+    Workspace,
 }
 
 #[derive(Subcommand)]
@@ -245,6 +265,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Command::Mcp(args) = command {
+        let code = runtime.block_on(mcp_server(args));
+        // After a signal, a read of stdin may still block a thread: it must not keep the
+        // process alive.
+        runtime.shutdown_background();
+        return code;
+    }
     if let Command::Run(args) = command {
         return runtime.block_on(kodiai::run::command(&config, args));
     }
@@ -320,6 +347,13 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Mcp(args) => {
+            anyhow::ensure!(
+                mcp_server(args).await == ExitCode::SUCCESS,
+                "the MCP server failed"
+            );
+            Ok(())
+        }
         Command::Run(args) => {
             let code = kodiai::run::command(&config, args).await;
             anyhow::ensure!(code == ExitCode::SUCCESS, "the task did not complete");
@@ -392,6 +426,44 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             let report = bench::search::run(&bench::search::SearchOptions { files, runs }).await?;
             print!("{report}");
             Ok(())
+        }
+    }
+}
+
+/// `kodiai mcp NAME`: serves that tool set on stdin and stdout until the client closes stdin
+/// or a signal comes; 2 for a bad `--dir`, 1 when serving fails. Nothing but MCP goes to stdout.
+async fn mcp_server(args: McpArgs) -> ExitCode {
+    use kodiai_agent::tools::{ToolRegistry, WorkspaceRoot, WorkspaceToolOptions};
+
+    let root = match WorkspaceRoot::new(&args.dir) {
+        Ok(root) => root,
+        Err(e) => {
+            eprintln!("kodiai: --dir {}: {e}", args.dir.display());
+            return ExitCode::from(2);
+        }
+    };
+    let (name, tools) = match args.server {
+        McpServerName::Workspace => (
+            "workspace",
+            kodiai_agent::tools::workspace_tools(&root, &WorkspaceToolOptions::default()).await,
+        ),
+    };
+    let mut registry = ToolRegistry::new();
+    if let Err(e) = registry.register_all(tools) {
+        eprintln!("kodiai: {e}");
+        return ExitCode::FAILURE;
+    }
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let stop = cancel.clone();
+    tokio::spawn(async move {
+        server::shutdown_signal().await;
+        stop.cancel();
+    });
+    match kodiai_agent::mcp::serve_stdio(registry, name, cancel).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kodiai: {e}");
+            ExitCode::FAILURE
         }
     }
 }

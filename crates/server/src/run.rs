@@ -24,7 +24,8 @@ use kodiai_agent::{AgentRun, Limits, Task};
 use kodiai_llm::{Llm, ModelRef, ModelSettings, NoRecorder, PriceTable};
 use kodiai_protocol::{AgentEvent, FinishReason};
 
-use crate::config::Config;
+use crate::config::{Config, McpConfig};
+use kodiai_agent::mcp::{McpClients, McpError};
 
 /// The arguments of `kodiai run`.
 #[derive(Debug, Clone, clap::Args)]
@@ -70,6 +71,9 @@ pub enum RunError {
     /// Writing the events failed (a closed pipe); exit 1.
     #[error("cannot write the events: {0}")]
     Output(#[from] std::io::Error),
+    /// An MCP server of `[mcp.servers]` did not start (its stderr in the message); exit 1.
+    #[error(transparent)]
+    Mcp(#[from] McpError),
 }
 
 const SYSTEM_PROMPT: &str = "You are kodiai, a careful software engineer. You work in a \
@@ -102,13 +106,21 @@ fn limits(args: &RunArgs) -> Limits {
 }
 
 /// Starts the task `args` describe on its backend.
-pub async fn start(config: &Config, args: &RunArgs) -> Result<AgentRun, RunError> {
+pub async fn start(
+    config: &Config,
+    args: &RunArgs,
+) -> Result<(AgentRun, Option<McpClients>), RunError> {
     let backend = args.backend.unwrap_or(config.agent.backend);
     match config.agent.backend_config(backend, &config.llm).cli() {
-        None => Ok(kodiai_agent::start(task(config, args).await?)),
-        Some((cli, program)) => Ok(kodiai_agent::backends::start_cli(cli_task(
-            config, args, cli, program,
-        )?)),
+        None => {
+            let mut task = task(config, args).await?;
+            let mcp = add_mcp_tools(&mut task, &config.mcp).await?;
+            Ok((kodiai_agent::start(task), mcp))
+        }
+        Some((cli, program)) => Ok((
+            kodiai_agent::backends::start_cli(cli_task(config, args, cli, program)?),
+            None,
+        )),
     }
 }
 
@@ -217,6 +229,12 @@ pub fn cli_task(
     task.model = model;
     task.allowed_tools = cli.workspace_tools(config.agent.allows("run_command"));
     task.credential = Some(credential);
+    for (name, server) in config.mcp.server_list() {
+        let entry = server
+            .cli_entry(&name)
+            .map_err(|e| RunError::Usage(e.to_string()))?;
+        task.mcp_servers.insert(name, entry);
+    }
     task.path = config.agent.cli_search_path.clone();
     task.limits = limits(args);
     task.prices = prices;
@@ -234,6 +252,29 @@ pub fn cli_task(
         ));
     }
     Ok(task)
+}
+
+/// Starts the MCP servers of `[mcp.servers]` and adds their tools (`server__tool`) to `task`.
+/// The servers stop with the task's token; the caller shuts them down after the run. A server
+/// that cannot start fails the command (its stderr in the message).
+pub async fn add_mcp_tools(
+    task: &mut Task,
+    mcp: &McpConfig,
+) -> Result<Option<McpClients>, McpError> {
+    if mcp.servers.is_empty() {
+        return Ok(None);
+    }
+    let clients = McpClients::start(&mcp.server_list(), task.cancel.clone()).await?;
+    let mut registry = task.tools.registry().clone();
+    if let Err(e) = registry.register_all(clients.tools()) {
+        clients.shutdown().await;
+        return Err(McpError::Config {
+            server: "mcp".into(),
+            message: e.to_string(),
+        });
+    }
+    task.tools = ToolRouter::new(registry);
+    Ok(Some(clients))
 }
 
 /// Prints the events of `run` to `out` as they come; stops it when `stop` resolves (a
@@ -270,24 +311,31 @@ pub async fn run(
     Ok(reason)
 }
 
-/// The whole command: 0 completed, 1 any other end, 2 bad usage.
+/// The whole command: 0 completed, 1 any other end (an MCP server that does not start, too),
+/// 2 bad usage.
 pub async fn command(config: &Config, args: RunArgs) -> ExitCode {
-    let agent = match start(config, &args).await {
-        Ok(agent) => agent,
+    let (agent, mcp) = match start(config, &args).await {
+        Ok(started) => started,
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "kodiai: {e}");
-            return ExitCode::from(2);
+            return match e {
+                RunError::Usage(_) => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
+            };
         }
     };
     let mut stdout = std::io::stdout();
-    match run(
+    let result = run(
         agent,
         args.json,
         &mut stdout,
         crate::server::shutdown_signal(),
     )
-    .await
-    {
+    .await;
+    if let Some(mcp) = mcp {
+        mcp.shutdown().await;
+    }
+    match result {
         Ok(FinishReason::Completed) => ExitCode::SUCCESS,
         Ok(_) => ExitCode::FAILURE,
         Err(e) => {

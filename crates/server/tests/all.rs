@@ -11,6 +11,7 @@ mod suite {
     mod github_jobs;
     mod jobs_api;
     mod llm;
+    mod mcp;
     mod mentions;
     mod multiprocess;
     mod operations;

@@ -180,7 +180,7 @@ pub async fn update_review_comment(
         "/repos/{owner}/{repo}/pulls/comments/{comment_id}",
         &["repos", owner, repo, "pulls", "comments", &id],
     );
-    call.body = Some(serde_json::json!({ "body": text }));
+    call.body = Some(serde_json::json!({ "body": client.gate(text) }));
     client.request(call).await
 }
 
@@ -278,7 +278,7 @@ pub async fn create_pull_request(
         &["repos", owner, repo, "pulls"],
     );
     call.body = Some(serde_json::json!({
-        "title": title, "head": head, "base": base, "body": body,
+        "title": client.gate(title), "head": head, "base": base, "body": client.gate(body),
         "maintainer_can_modify": true,
     }));
     client.request(call).await

@@ -441,3 +441,55 @@ async fn run_on_gemini_cli_exits_1_at_its_turn_limit_and_2_without_a_key() {
     assert_eq!(output.status.code(), Some(2), "{output:?}");
     assert!(String::from_utf8_lossy(&output.stderr).contains("codex"));
 }
+
+#[tokio::test]
+async fn run_on_claude_code_hands_it_the_configured_mcp_servers() {
+    let dir = workspace();
+    let path = dir.path().to_str().unwrap();
+    let bin = tempfile::tempdir().unwrap();
+    let program = fake_cli(bin.path(), "claude-success.jsonl", 0);
+    // The fake also keeps the file `--mcp-config` names (kodiai deletes it after the run).
+    let script = std::fs::read_to_string(&program).unwrap().replacen(
+        "env >",
+        &format!(
+            "for a in \"$@\"; do [ \"$p\" = --mcp-config ] && cp \"$a\" '{}/mcp.json'; p=\"$a\"; done\nenv >",
+            bin.path().display()
+        ),
+        1,
+    );
+    std::fs::write(&program, script).unwrap();
+    let config = bin.path().join("kodiai.toml");
+    std::fs::write(
+        &config,
+        "[mcp.servers.docs]\ntransport = \"stdio\"\ncommand = \"docs-server\"\nargs = [\"--root\", \"/srv/docs\"]\nenv = { DOCS_MODE = \"read\" }\n\n\
+         [mcp.servers.tracker]\ntransport = \"http\"\nurl = \"http://127.0.0.1:9/mcp\"\n",
+    )
+    .unwrap();
+    let output = kodiai_run_with(
+        None,
+        &["--dir", path, "--backend", "claude-code", "Fix it"],
+        &[
+            ("ANTHROPIC_API_KEY", "sk-ant-cli-test-not-real"),
+            ("CLAUDE_CLI_PATH", program.to_str().unwrap()),
+            ("KODIAI_CONFIG", config.to_str().unwrap()),
+        ],
+    )
+    .await;
+    assert!(output.status.success(), "{output:?}");
+    let mcp: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bin.path().join("mcp.json")).unwrap()).unwrap();
+    let servers = &mcp["mcpServers"];
+    assert_eq!(servers["docs"]["command"], "docs-server");
+    assert_eq!(
+        servers["docs"]["args"],
+        serde_json::json!(["--root", "/srv/docs"])
+    );
+    assert_eq!(servers["docs"]["env"]["DOCS_MODE"], "read");
+    assert_eq!(servers["tracker"]["type"], "http");
+    assert_eq!(servers["tracker"]["url"], "http://127.0.0.1:9/mcp");
+    // Their tools are allowed.
+    let tools = flag(&argv(bin.path()), "--allowedTools")
+        .unwrap()
+        .to_owned();
+    assert!(tools.split(',').any(|t| t == "mcp__docs"), "{tools}");
+}

@@ -737,8 +737,8 @@ fn retry_delay(
     })
 }
 
-/// The wait a rate-limited answer's headers ask for: `Retry-After` seconds, else the time until
-/// `X-RateLimit-Reset` when `X-RateLimit-Remaining` is 0.
+/// The wait a rate-limited answer's headers ask for: `Retry-After` (seconds, or an HTTP date as
+/// RFC 9110 allows), else the time until `X-RateLimit-Reset` when `X-RateLimit-Remaining` is 0.
 fn header_wait(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     let header = |name: &str| {
         headers
@@ -746,8 +746,14 @@ fn header_wait(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
     };
-    if let Some(secs) = header("retry-after").and_then(|v| v.parse::<u64>().ok()) {
-        return Some(Duration::from_secs(secs));
+    if let Some(value) = header("retry-after") {
+        if let Ok(secs) = value.parse::<u64>() {
+            return Some(Duration::from_secs(secs));
+        }
+        if let Ok(at) = chrono::DateTime::parse_from_rfc2822(value) {
+            let at = SystemTime::from(at.with_timezone(&chrono::Utc));
+            return Some(at.duration_since(now).unwrap_or_default());
+        }
     }
     if header("x-ratelimit-remaining") == Some("0")
         && let Some(reset) = header("x-ratelimit-reset").and_then(|v| v.parse::<u64>().ok())
@@ -867,6 +873,24 @@ mod tests {
             (
                 response(429, &[("retry-after", "7")], "{}"),
                 Some(Wait::RateLimit(Duration::from_secs(7))),
+            ),
+            // An HTTP date 90 s after `now` (1970-01-12T13:46:40Z).
+            (
+                response(
+                    429,
+                    &[("retry-after", "Mon, 12 Jan 1970 13:48:10 GMT")],
+                    "{}",
+                ),
+                Some(Wait::RateLimit(Duration::from_secs(90))),
+            ),
+            // A date already past: retry at once.
+            (
+                response(
+                    429,
+                    &[("retry-after", "Mon, 12 Jan 1970 13:00:00 GMT")],
+                    "{}",
+                ),
+                Some(Wait::RateLimit(Duration::ZERO)),
             ),
             (
                 response(

@@ -15,6 +15,7 @@
 pub mod git;
 pub mod github;
 pub mod llm;
+pub mod process;
 pub mod webhooks;
 
 use std::net::SocketAddr;

@@ -604,16 +604,6 @@ fn command_options() -> WorkspaceToolOptions {
     }
 }
 
-/// The process is gone or a zombie (dead, not yet reaped by whoever inherited it).
-fn is_dead(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
-    }
-}
-
 fn pids(text: &str) -> Vec<u32> {
     text.split_whitespace()
         .filter_map(|w| w.parse().ok())
@@ -721,7 +711,10 @@ async fn run_command_past_its_timeout_is_killed_with_all_its_children() {
     let pids = pids(stdout.split("--- stderr ---").next().unwrap_or(""));
     assert_eq!(pids.len(), 2, "{out}");
     for pid in pids {
-        assert!(is_dead(pid), "process {pid} is still alive");
+        assert!(
+            kodiai_test_support::process::exits(pid),
+            "process {pid} is still alive"
+        );
     }
 }
 
@@ -755,7 +748,10 @@ async fn a_cancelled_run_command_is_killed_with_all_its_children() {
         result.output.content
     );
     for pid in pids {
-        assert!(is_dead(pid), "process {pid} is still alive");
+        assert!(
+            kodiai_test_support::process::exits(pid),
+            "process {pid} is still alive"
+        );
     }
 }
 

@@ -150,16 +150,6 @@ fn prices() -> PriceTable {
     table
 }
 
-/// The process is gone or a zombie.
-fn is_dead(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
-    }
-}
-
 fn usage(input: u64, output: u64, cache_read: u64, cache_write: u64) -> TokenUsage {
     TokenUsage {
         input_tokens: input,
@@ -440,7 +430,10 @@ async fn turns_beyond_max_turns_stop_the_cli_with_max_turns() {
     ));
     assert!(fake.argv().windows(2).any(|w| w == ["--max-turns", "2"]));
     for pid in fake.pids() {
-        assert!(is_dead(pid), "process {pid} is still alive");
+        assert!(
+            kodiai_test_support::process::exits(pid),
+            "process {pid} is still alive"
+        );
     }
 }
 
@@ -531,7 +524,10 @@ async fn the_timeout_kills_the_cli_and_its_children() {
     let pids = fake.pids();
     assert_eq!(pids.len(), 2);
     for pid in pids {
-        assert!(is_dead(pid), "process {pid} is still alive");
+        assert!(
+            kodiai_test_support::process::exits(pid),
+            "process {pid} is still alive"
+        );
     }
 }
 
@@ -547,7 +543,10 @@ async fn cancelling_kills_the_cli_and_its_children() {
     let pids = fake.pids();
     assert_eq!(pids.len(), 2);
     for pid in pids {
-        assert!(is_dead(pid), "process {pid} is still alive");
+        assert!(
+            kodiai_test_support::process::exits(pid),
+            "process {pid} is still alive"
+        );
     }
 }
 
@@ -567,7 +566,10 @@ async fn the_budget_stops_the_cli_once_the_estimated_cost_reaches_it() {
             .any(|w| w == ["--max-budget-usd", "100"])
     );
     for pid in fake.pids() {
-        assert!(is_dead(pid), "process {pid} is still alive");
+        assert!(
+            kodiai_test_support::process::exits(pid),
+            "process {pid} is still alive"
+        );
     }
 }
 

@@ -330,23 +330,6 @@ async fn host_secrets_child_side() {
     clients.shutdown().await;
 }
 
-/// Whether a process is gone: no longer there, a zombie no reaper collected yet, or in the
-/// middle of exiting (`PF_EXITING`, set before it closes its files: once a pipe it held is
-/// closed, this is true).
-fn gone(pid: u32) -> bool {
-    const PF_EXITING: u64 = 0x4;
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return true;
-    };
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return true;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let state = fields[0];
-    let flags: u64 = fields[6].parse().unwrap();
-    matches!(state, "Z" | "X" | "x") || flags & PF_EXITING != 0
-}
-
 #[tokio::test]
 async fn the_server_and_its_children_are_gone_after_the_task() {
     let clients = McpClients::start(&servers(stdio(&[], &[])), CancellationToken::new())
@@ -365,15 +348,18 @@ async fn the_server_and_its_children_are_gone_after_the_task() {
         .await
         .unwrap();
     let sleeper: u32 = answer.output.content.parse().unwrap();
-    assert!(!gone(server_pid) && !gone(sleeper));
+    assert!(
+        kodiai_test_support::process::running(server_pid)
+            && kodiai_test_support::process::running(sleeper)
+    );
 
     clients.shutdown().await;
     assert!(
-        gone(server_pid),
+        kodiai_test_support::process::exits(server_pid),
         "the server {server_pid} outlived the task"
     );
     assert!(
-        gone(sleeper),
+        kodiai_test_support::process::exits(sleeper),
         "the server's child {sleeper} outlived the task"
     );
 
@@ -405,5 +391,5 @@ async fn cancelling_the_task_stops_the_servers() {
     cancel.cancel();
     // shutdown() waits for what the cancellation started.
     clients.shutdown().await;
-    assert!(gone(pid));
+    assert!(kodiai_test_support::process::exits(pid));
 }

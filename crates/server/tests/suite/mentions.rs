@@ -612,3 +612,120 @@ app_test!(
         assert_eq!(ours, 1, "{comments:?}");
     }
 );
+
+impl World {
+    /// kodiai's tracking comments on `number` whose marker starts with `prefix`.
+    fn tracking_comments(&self, number: u64, prefix: &str) -> Vec<String> {
+        let marker = format!("<!-- kodiai:mention:{prefix}");
+        self.fake
+            .issue_comments(REPO, number)
+            .iter()
+            .filter_map(|c| c["body"].as_str())
+            .filter(|b| b.contains(&marker))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+app_test!(
+    a_question_in_a_review_body_gets_eyes_on_the_pull_request_and_an_answer_there,
+    builder | builder | {
+        let Some(w) = world(builder, None).await else {
+            return;
+        };
+        w.pull_request().await;
+        let ask = "Looks fine to me. @kodiai does `more` need a test?";
+        let review = w.fake.add_review(REPO, 2, ASKER, ask);
+        let mut payload = fixture("pull_request_review/submitted.payload.json");
+        payload["pull_request"]["number"] = json!(2);
+        payload["review"]["id"] = json!(review);
+        payload["review"]["body"] = json!(ask);
+        payload["installation"] = json!({"id": 1});
+        for at in ["/review/user", "/sender"] {
+            payload.pointer_mut(at).unwrap()["login"] = json!(ASKER);
+        }
+        w.llm.push(Reply::text(
+            "Yes: a one-line test that calls `more()` would do.",
+        ));
+        let job_id = w.deliver("pull_request_review", &payload).await.unwrap();
+        let job = w.run(&job_id).await;
+        let result = job.result.clone().unwrap_or_else(|| panic!("{job:?}"));
+        assert_eq!(result["decision"], "answered", "{result}");
+        assert_eq!(result["outcome"], "completed", "{result}");
+
+        // GitHub has no reactions on review bodies: 👀 goes on the pull request.
+        assert!(
+            w.fake
+                .reactions(REPO)
+                .contains(&("issues/2".to_owned(), "eyes".to_owned())),
+            "{:?}",
+            w.fake.reactions(REPO)
+        );
+        let found = w.tracking_comments(2, &format!("review-{review} "));
+        assert_eq!(found.len(), 1, "one tracking comment: {found:?}");
+        assert!(
+            found[0].contains("Yes: a one-line test that calls `more()` would do."),
+            "{}",
+            found[0]
+        );
+        // No review-thread reply; the model got the request (not twice, as a review too), the
+        // pull request and its diff.
+        assert!(w.fake.review_comments(REPO, 2).is_empty());
+        let prompts = w.prompts();
+        assert!(prompts.contains("does `more` need a test?"), "{prompts}");
+        assert!(prompts.contains("in the body of a review"));
+        assert!(prompts.contains("+pub fn more() {}"));
+        assert!(!prompts.contains("## Reviews"), "{prompts}");
+        w.llm.assert_invariants();
+    }
+);
+
+app_test!(
+    an_issue_opened_with_the_trigger_is_answered_in_a_tracking_comment_on_it,
+    builder | builder | {
+        let Some(w) = world(builder, None).await else {
+            return;
+        };
+        let body = "add(2, 2) gives 0.\n\n@kodiai where is add defined?";
+        w.fake.add_issue(REPO, 1, "Adding is wrong", body, ASKER);
+        let mut payload = fixture("issues/opened.payload.json");
+        payload["issue"]["number"] = json!(1);
+        payload["issue"]["title"] = json!("Adding is wrong");
+        payload["issue"]["body"] = json!(body);
+        payload["installation"] = json!({"id": 1});
+        for at in ["/issue/user", "/sender"] {
+            payload.pointer_mut(at).unwrap()["login"] = json!(ASKER);
+        }
+        w.llm.push(Reply::text("In `src/lib.rs`, line 1."));
+        let job_id = w.deliver("issues", &payload).await.unwrap();
+        let job = w.run(&job_id).await;
+        let result = job.result.clone().unwrap_or_else(|| panic!("{job:?}"));
+        assert_eq!(result["decision"], "answered", "{result}");
+        assert_eq!(result["outcome"], "completed", "{result}");
+
+        assert!(
+            w.fake
+                .reactions(REPO)
+                .contains(&("issues/1".to_owned(), "eyes".to_owned())),
+            "{:?}",
+            w.fake.reactions(REPO)
+        );
+        let found = w.tracking_comments(1, "issue-1-");
+        assert_eq!(found.len(), 1, "one tracking comment: {found:?}");
+        assert!(
+            found[0].contains("In `src/lib.rs`, line 1."),
+            "{}",
+            found[0]
+        );
+        let prompts = w.prompts();
+        assert!(prompts.contains("where is add defined?"), "{prompts}");
+        assert!(prompts.contains("in the issue's description"));
+        // The issue's body is the request, given once, not again as the issue's text.
+        assert_eq!(
+            prompts.matches("add(2, 2) gives 0.").count(),
+            1,
+            "{prompts}"
+        );
+        w.llm.assert_invariants();
+    }
+);

@@ -87,7 +87,8 @@ pub struct ReviewJob {
     /// `owner/name`.
     pub repository: String,
     pub pull_number: u64,
-    /// `opened`, `ready_for_review`, `reopened` or `synchronize`.
+    /// `opened`, `ready_for_review`, `reopened` or `synchronize`; `requested` when a mention
+    /// asked for the review.
     pub action: String,
     pub head_sha: String,
     pub head_ref: String,

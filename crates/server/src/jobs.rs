@@ -199,6 +199,16 @@ impl JobContext {
             .map(|event| event.data.get("result").cloned().unwrap_or(Value::Null)))
     }
 
+    /// Enqueues a follow-up job (a mention that asks for a review queues one) at the queue's
+    /// time. With a dedupe key that exists already, answers that job instead of a new one.
+    pub async fn enqueue(
+        &self,
+        job: &kodiai_store::NewJob,
+    ) -> Result<kodiai_store::Enqueued, JobError> {
+        let now = self.inner.clock.now();
+        Ok(self.inner.store.enqueue(job, now).await?)
+    }
+
     async fn record(&self, kind: JobEventKind, data: Value) -> Result<(), JobError> {
         let now = self.inner.clock.now();
         self.inner

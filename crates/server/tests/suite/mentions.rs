@@ -729,3 +729,87 @@ app_test!(
         w.llm.assert_invariants();
     }
 );
+
+impl World {
+    /// The review jobs in the store, newest first.
+    async fn review_jobs(&self) -> Vec<Job> {
+        let filter = kodiai_store::JobFilter {
+            kind: Some("review".into()),
+            ..Default::default()
+        };
+        self.app
+            .state()
+            .store
+            .list_jobs(&filter, 50, None)
+            .await
+            .unwrap()
+            .data
+    }
+}
+
+app_test!(
+    review_this_on_a_pull_request_queues_a_review_job_and_says_so,
+    builder | builder | {
+        let Some(w) = world(builder, None).await else {
+            return;
+        };
+        let head = w.pull_request().await;
+        let (id, mut payload) = w.issue_mention(2, "@kodiai please review this.");
+        payload["issue"]["pull_request"] =
+            json!({"url": "https://api.github.com/repos/x/y/pulls/2"});
+        let job_id = w.deliver("issue_comment", &payload).await.unwrap();
+        let job = w.run(&job_id).await;
+        let result = job.result.clone().unwrap_or_else(|| panic!("{job:?}"));
+        assert_eq!(result["decision"], "review_queued", "{result}");
+
+        let reviews = w.review_jobs().await;
+        assert_eq!(reviews.len(), 1, "{reviews:?}");
+        let review = &reviews[0];
+        assert_eq!(result["review_job"], json!(review.id));
+        assert_eq!(review.installation_id, Some(1));
+        assert_eq!(
+            review.dedupe_key.as_deref(),
+            Some(format!("review-requested-by:{job_id}").as_str())
+        );
+        let spec = &review.payload;
+        assert_eq!(spec["repository"], REPO);
+        assert_eq!(spec["pull_number"], 2);
+        assert_eq!(spec["action"], "requested");
+        assert_eq!(spec["head_sha"], json!(head));
+        assert_eq!(spec["head_ref"], "feature");
+        assert_eq!(spec["base_ref"], "main");
+        assert_eq!(spec["draft"], false);
+        assert_eq!(spec["author"], ASKER);
+        assert_eq!(spec["sender"], ASKER);
+
+        assert!(
+            w.fake
+                .reactions(REPO)
+                .contains(&(format!("issues/comments/{id}"), "eyes".to_owned()))
+        );
+        let body = w.tracking_comment(2, id);
+        assert!(body.contains("Review queued"), "{body}");
+        assert!(body.contains(&review.id), "{body}");
+        // The review flow does the reviewing: no agent ran for the mention.
+        assert!(w.llm.requests().is_empty());
+    }
+);
+
+app_test!(
+    review_this_on_an_issue_answers_that_reviews_are_for_pull_requests,
+    builder | builder | {
+        let Some(w) = world(builder, None).await else {
+            return;
+        };
+        w.fake.add_issue(REPO, 1, "Q", "A question.", "octocat");
+        let (id, payload) = w.issue_mention(1, "@kodiai review");
+        let job_id = w.deliver("issue_comment", &payload).await.unwrap();
+        let job = w.run(&job_id).await;
+        let result = job.result.clone().unwrap_or_else(|| panic!("{job:?}"));
+        assert_eq!(result["decision"], "not_a_pull_request", "{result}");
+        assert!(w.review_jobs().await.is_empty());
+        let body = w.tracking_comment(1, id);
+        assert!(body.contains("Reviews are for pull requests"), "{body}");
+        assert!(w.llm.requests().is_empty());
+    }
+);

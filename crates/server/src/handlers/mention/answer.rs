@@ -182,7 +182,7 @@ pub async fn answer(
     }
 }
 
-fn tracking_id(tracking: &TrackingComment) -> u64 {
+pub(super) fn tracking_id(tracking: &TrackingComment) -> u64 {
     match tracking.place {
         crate::github_tools::CommentPlace::Issue { comment_id }
         | crate::github_tools::CommentPlace::ReviewThread { comment_id } => comment_id,
@@ -191,7 +191,11 @@ fn tracking_id(tracking: &TrackingComment) -> u64 {
 
 /// 👀 on what triggered the mention, once. GitHub has no reactions on review bodies: those get
 /// it on the pull request. A failed reaction is logged, not fatal.
-async fn react(ctx: &JobContext, scope: &GithubScope, job: &MentionJob) -> Result<(), JobError> {
+pub(super) async fn react(
+    ctx: &JobContext,
+    scope: &GithubScope,
+    job: &MentionJob,
+) -> Result<(), JobError> {
     if ctx.step(REACTION).await?.is_some() {
         return Ok(());
     }

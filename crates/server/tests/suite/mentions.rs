@@ -277,8 +277,9 @@ app_test!(
             let message = w.bare.show(&tip, "%B").await;
             assert!(message.starts_with("Fix add: it subtracted"), "{message}");
             assert!(
-                message
-                    .contains("Co-authored-by: Codertocat <Codertocat@users.noreply.github.com>"),
+                message.contains(
+                    "Co-authored-by: Codertocat <21031067+Codertocat@users.noreply.github.com>"
+                ),
                 "{message}"
             );
             assert!(w.bare.file(&tip, "src/lib.rs").await.contains("a + b"));

@@ -403,10 +403,7 @@ async fn run_agent(
             checkout: Arc::clone(checkout),
             policy: config.write.clone(),
             target: push_target,
-            co_author: Identity::new(
-                job.sender.clone(),
-                format!("{}@users.noreply.github.com", job.sender),
-            ),
+            co_author: co_author(job),
             closes_issue: (!job.is_pull_request).then_some(job.number),
             changes: Arc::clone(changes),
         });
@@ -451,6 +448,17 @@ async fn run_agent(
         model: model_name,
         left_out: gathered.left_out,
     })
+}
+
+/// The requester as a commit co-author: GitHub's noreply address `ID+login@…`, which links the
+/// commit to the account even after a rename; the plain `login@…` form for jobs queued before
+/// the id was recorded.
+fn co_author(job: &MentionJob) -> Identity {
+    let email = match job.sender_id {
+        Some(id) => format!("{id}+{}@users.noreply.github.com", job.sender),
+        None => format!("{}@users.noreply.github.com", job.sender),
+    };
+    Identity::new(job.sender.clone(), email)
 }
 
 /// The user message: the context, the request, and how to work.

@@ -814,3 +814,139 @@ app_test!(
         assert!(w.llm.requests().is_empty());
     }
 );
+
+const FORK: &str = "contributor/Hello-World";
+
+impl World {
+    /// Pull request 3 from `feature` of the fork [`FORK`] (its own bare repository), exposed as
+    /// `refs/pull/3/head` of the base as GitHub does; the fork's head commit.
+    async fn fork_pull_request(&self, maintainer_can_modify: bool) -> (BareRepo, String) {
+        let fork = self.git.create_repo(FORK).await;
+        fork.fetch_ref(&self.bare, &self.main, "refs/heads/feature")
+            .await;
+        let head = fork
+            .commit(
+                "feature",
+                &[("src/fork.rs", "pub fn fork() {}\n")],
+                "fork work",
+            )
+            .await;
+        self.bare.fetch_ref(&fork, &head, "refs/pull/3/head").await;
+        let base_url = self.git.url(REPO).to_string();
+        let fork_url = self.git.url(FORK).to_string();
+        self.fake.add_pull(
+            REPO,
+            3,
+            json!({
+                "title": "Fork work",
+                "body": "From a fork.",
+                "user": {"login": "contributor", "type": "User"},
+                "maintainer_can_modify": maintainer_can_modify,
+                "head": {"ref": "feature", "sha": head,
+                         "repo": {"full_name": FORK, "clone_url": fork_url}},
+                "base": {"ref": "main", "sha": self.main,
+                         "repo": {"full_name": REPO, "clone_url": base_url}},
+            }),
+        );
+        (fork, head)
+    }
+
+    /// The agent's script for "fix add", with a pull request at the end if `open_pull`.
+    fn script_fix(&self, open_pull: bool) {
+        self.llm
+            .push(Reply::tool_calls(&[(
+                "c1",
+                "edit_file",
+                json!({"path": "src/lib.rs", "old_text": "a - b", "new_text": "a + b"}),
+            )]))
+            .push(Reply::tool_calls(&[(
+                "c2",
+                "commit_and_push",
+                json!({"message": "Fix add: it subtracted"}),
+            )]));
+        if open_pull {
+            self.llm.push(Reply::tool_calls(&[(
+                "c3",
+                "create_pull_request",
+                json!({"title": "Fix add", "body": "`a - b` → `a + b`."}),
+            )]));
+        }
+        self.llm.push(Reply::text("Fixed `add`."));
+    }
+}
+
+app_test!(
+    fix_it_on_a_fork_pull_request_without_maintainer_edits_pushes_a_kodiai_branch_and_opens_a_pull_request,
+    builder | builder | {
+        let Some(w) = world(builder, Some("write:\n  enabled: true\n")).await else {
+            return;
+        };
+        let (fork, head) = w.fork_pull_request(false).await;
+        let (id, mut payload) = w.issue_mention(3, "@kodiai fix add please");
+        payload["issue"]["pull_request"] =
+            json!({"url": "https://api.github.com/repos/x/y/pulls/3"});
+        w.script_fix(true);
+        let job_id = w.deliver("issue_comment", &payload).await.unwrap();
+        let job = w.run(&job_id).await;
+        let result = job.result.clone().unwrap_or_else(|| panic!("{job:?}"));
+        assert_eq!(result["outcome"], "completed", "{result}");
+
+        // Nothing reached the fork; kodiai's branch in the base builds on the fork's head.
+        assert_eq!(fork.rev_parse("refs/heads/feature").await.unwrap(), head);
+        let pulls = w.fake.created_pulls(REPO);
+        assert_eq!(pulls.len(), 1, "{pulls:?}");
+        let branch = pulls[0]["head"]["ref"].as_str().unwrap().to_owned();
+        assert_eq!(branch, "kodiai/pr-3-fork-work");
+        assert_eq!(pulls[0]["base"]["ref"], "main");
+        let tip = w
+            .bare
+            .rev_parse(&format!("refs/heads/{branch}"))
+            .await
+            .expect("kodiai's branch was pushed to the base repository");
+        assert_eq!(w.bare.show(&tip, "%P").await, head, "on top of the fork's head");
+        assert!(w.bare.file(&tip, "src/lib.rs").await.contains("a + b"));
+        assert_eq!(w.bare.file(&tip, "src/fork.rs").await, "pub fn fork() {}\n");
+        assert!(w.bare.rev_parse("refs/heads/feature").await.is_none());
+        let pr_body = pulls[0]["body"].as_str().unwrap();
+        assert!(pr_body.contains("Builds on #3"), "{pr_body}");
+        assert!(!pr_body.contains("Closes"), "{pr_body}");
+        let body = w.tracking_comment(3, id);
+        let number = pulls[0]["number"].as_u64().unwrap();
+        assert!(body.contains(&format!("pull request #{number}")), "{body}");
+        assert!(body.contains(&format!("pushed to `{branch}`")), "{body}");
+    }
+);
+
+app_test!(
+    fix_it_on_a_fork_pull_request_that_allows_maintainer_edits_pushes_to_the_forks_branch,
+    builder | builder | {
+        let Some(w) = world(builder, Some("write:\n  enabled: true\n")).await else {
+            return;
+        };
+        let (fork, head) = w.fork_pull_request(true).await;
+        let (id, mut payload) = w.issue_mention(3, "@kodiai fix add please");
+        payload["issue"]["pull_request"] =
+            json!({"url": "https://api.github.com/repos/x/y/pulls/3"});
+        w.script_fix(false);
+        let job_id = w.deliver("issue_comment", &payload).await.unwrap();
+        let job = w.run(&job_id).await;
+        let result = job.result.clone().unwrap_or_else(|| panic!("{job:?}"));
+        assert_eq!(result["outcome"], "completed", "{result}");
+
+        let tip = fork.rev_parse("refs/heads/feature").await.unwrap();
+        assert_ne!(tip, head, "a commit was pushed to the fork's branch");
+        assert_eq!(fork.show(&tip, "%P").await, head);
+        assert!(fork.file(&tip, "src/lib.rs").await.contains("a + b"));
+        // No branch of kodiai's, and no pull request to open (the tool is not even offered).
+        assert!(
+            w.bare
+                .rev_parse("refs/heads/kodiai/pr-3-fork-work")
+                .await
+                .is_none()
+        );
+        assert!(w.fake.created_pulls(REPO).is_empty());
+        assert!(!w.prompts().contains("create_pull_request"));
+        let body = w.tracking_comment(3, id);
+        assert!(body.contains("pushed to `feature`"), "{body}");
+    }
+);

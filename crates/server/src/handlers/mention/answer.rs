@@ -405,6 +405,9 @@ async fn run_agent(
             target: push_target,
             co_author: co_author(job),
             closes_issue: (!job.is_pull_request).then_some(job.number),
+            // A pull request kodiai opens from a pull request's work: its own branch, because
+            // the fork's may not be pushed to.
+            builds_on_pull: job.is_pull_request.then_some(job.number),
             changes: Arc::clone(changes),
         });
         tools.push(Arc::new(CommitAndPush::new(Arc::clone(&access))));

@@ -2,7 +2,8 @@
 //! `update_progress` (the tracking comment's checklist), `post_comment`, `get_ci_status`,
 //! `commit_and_push` (the write policy and a secret scan of what is staged, then a commit as
 //! kodiai with the requester as co-author, pushed with the installation token) and
-//! `create_pull_request` (from kodiai's branch, linking the issue it fixes). Each implements
+//! `create_pull_request` (from kodiai's branch, linking the issue it fixes), and the review
+//! tools ([`review`]: `create_inline_comment`, a review's `update_progress`). Each implements
 //! [`kodiai_agent::tools::Tool`]; the agent crate knows nothing of GitHub, so they live here.
 //!
 //! Everything a tool writes to GitHub passes [`GithubScope::gate`] first: kodiai's own handles
@@ -12,6 +13,7 @@ pub mod api;
 mod ci;
 pub mod comments;
 mod push;
+pub mod review;
 
 use std::sync::{Arc, Mutex};
 
@@ -21,6 +23,7 @@ use kodiai_github::sanitize::{Outgoing, gate_outgoing};
 pub use ci::GetCiStatus;
 pub use comments::{PostComment, UpdateProgress};
 pub use push::{CommitAndPush, CreatePullRequest, PushTarget, WriteAccess};
+pub use review::{CreateInlineComment, Finding, JobProgress, SharedFindings, findings_of};
 
 /// Where a job's tools act: one issue or pull request of one repository, as one installation.
 #[derive(Debug, Clone)]

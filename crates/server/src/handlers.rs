@@ -106,7 +106,10 @@ impl GithubWork {
 
     /// The client for a job's installation; a job that needs GitHub fails at once (and says
     /// why) when the server has neither an App nor a token configured.
-    fn installation(&self, installation_id: Option<i64>) -> Result<InstallationClient, JobError> {
+    pub(crate) fn installation(
+        &self,
+        installation_id: Option<i64>,
+    ) -> Result<InstallationClient, JobError> {
         let client = self.client.as_ref().ok_or_else(|| {
             JobError::permanent(
                 "GitHub is not configured: set GITHUB_APP_ID and GITHUB_PRIVATE_KEY, or GITHUB_TOKEN",
@@ -165,9 +168,7 @@ impl Handlers {
     pub fn with_github(work: Arc<GithubWork>) -> Self {
         let for_mentions = Arc::clone(&work);
         Self::builtin()
-            .with(JobKind::Review, move |ctx: JobContext| {
-                review::run(ctx, Arc::clone(&work))
-            })
+            .with(JobKind::Review, review::ReviewHandler { work })
             .with(JobKind::Mention, move |ctx: JobContext| {
                 mention::run(ctx, Arc::clone(&for_mentions))
             })

@@ -32,7 +32,7 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::config::Config;
-use crate::ingress::Ingress;
+use crate::ingress::{DeliveryWriter, Ingress};
 use crate::jobs::Clock;
 use crate::telemetry::{VERSION, render_metrics};
 pub use auth::AdminAuth;
@@ -94,6 +94,10 @@ impl Modify for SecurityAddon {
 pub fn router(state: AppState, extra: Router<AppState>) -> Router {
     let config = Arc::clone(&state.config);
     let ingress = Arc::new(Ingress::from_config(&config));
+    let writer = Arc::new(DeliveryWriter::new(
+        Arc::clone(&ingress),
+        state.store.clone(),
+    ));
     let (routes, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health))
         .routes(routes!(ready))
@@ -117,6 +121,7 @@ pub fn router(state: AppState, extra: Router<AppState>) -> Router {
     let mut app = api
         .merge(hooks)
         .layer(axum::Extension(ingress))
+        .layer(axum::Extension(writer))
         .fallback(not_found)
         .with_state(state)
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi));

@@ -389,10 +389,25 @@ impl Ingress {
     }
 
     /// Stores a delivery with what it leads to, in one transaction. Answers what became of it
-    /// (`Duplicate` when its id was stored before).
+    /// (`Duplicate` when its id was stored before). The webhook route goes through
+    /// [`DeliveryWriter`] instead, which puts many deliveries in one transaction.
     pub async fn accept(
         &self,
         store: &Store,
+        incoming: &Incoming<'_>,
+        routed: &Routed,
+        now: DateTime<Utc>,
+    ) -> kodiai_store::Result<DeliveryOutcome> {
+        let mut tx = store.begin().await?;
+        let outcome = self.store_in(&mut tx, incoming, routed, now).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// Stores a delivery with what it leads to inside `tx`.
+    async fn store_in(
+        &self,
+        tx: &mut Tx,
         incoming: &Incoming<'_>,
         routed: &Routed,
         now: DateTime<Utc>,
@@ -409,14 +424,10 @@ impl Ingress {
             received_at: now,
             outcome: stored_outcome(&routed.decision),
         };
-        let mut tx = store.begin().await?;
         if !tx.insert_delivery(&delivery).await? {
-            tx.commit().await?;
             return Ok(DeliveryOutcome::Duplicate);
         }
-        let outcome = apply(&mut tx, &routed.decision, now).await?;
-        tx.commit().await?;
-        Ok(outcome)
+        apply(tx, &routed.decision, now).await
     }
 
     /// Routes a stored delivery again with today's settings (`None` when there is no such
@@ -599,3 +610,6 @@ fn installation_repositories(e: &InstallationRepositoriesEvent) -> Decision {
 
 #[cfg(test)]
 mod tests;
+mod writer;
+
+pub use writer::{DeliveryWriter, OwnedIncoming, WriteError};

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
-use kodiai_protocol::{Job, JobEvent, JobEventKind, JobKind, JobSpec};
+use kodiai_protocol::{Job, JobEvent, JobEventKind, JobFailure, JobKind, JobSpec};
 use kodiai_store::Store;
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
@@ -199,14 +199,15 @@ impl JobContext {
             .map(|event| event.data.get("result").cloned().unwrap_or(Value::Null)))
     }
 
-    /// Enqueues a follow-up job (a mention that asks for a review queues one) at the queue's
-    /// time. With a dedupe key that exists already, answers that job instead of a new one.
-    pub async fn enqueue(
-        &self,
-        job: &kodiai_store::NewJob,
-    ) -> Result<kodiai_store::Enqueued, JobError> {
-        let now = self.inner.clock.now();
-        Ok(self.inner.store.enqueue(job, now).await?)
+    /// The database, for handlers that keep state of their own beyond the job (a review's
+    /// findings).
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The queue's time now.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.inner.clock.now()
     }
 
     async fn record(&self, kind: JobEventKind, data: Value) -> Result<(), JobError> {
@@ -232,6 +233,16 @@ pub type HandlerFuture = BoxFuture<'static, Result<Value, JobError>>;
 /// is a handler.
 pub trait JobHandler: Send + Sync + 'static {
     fn run(&self, ctx: JobContext) -> HandlerFuture;
+
+    /// Called once when a run ends the job as failed for good (a permanent error, the kind's
+    /// timeout, attempts used up, a panic), before the failure is recorded: where the job must
+    /// tell someone (a comment on GitHub), so that a failure is never silent. `ctx` is a fresh
+    /// context of the same job (its steps read anew, its own token); the worker bounds the
+    /// hook's time. Default: nothing.
+    fn on_failed(&self, ctx: JobContext, failure: JobFailure) -> BoxFuture<'static, ()> {
+        let _ = (ctx, failure);
+        Box::pin(async {})
+    }
 }
 
 impl<F, Fut> JobHandler for F

@@ -14,6 +14,7 @@ pub mod ingress;
 pub mod jobs;
 pub mod llm;
 pub mod repo_config;
+pub mod review_cli;
 pub mod run;
 pub mod server;
 pub mod telemetry;

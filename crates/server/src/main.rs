@@ -57,6 +57,10 @@ enum Command {
     /// Run one agent task in a directory and print its events; exit 0 when it completed, 1
     /// when it ended otherwise, 2 on bad usage.
     Run(kodiai::run::RunArgs),
+    /// Review the current branch of a local git checkout against its base with the configured
+    /// model and print the findings with file and line (no GitHub needed); exit 0 when there
+    /// are none, 1 when there are, 2 when it could not review.
+    Review(kodiai::review_cli::ReviewArgs),
     /// Serve a set of kodiai's tools over MCP on stdin and stdout (for the CLI backends).
     Mcp(McpArgs),
 }
@@ -271,6 +275,9 @@ fn main() -> ExitCode {
     if let Command::Run(args) = command {
         return runtime.block_on(kodiai::run::command(&config, args));
     }
+    if let Command::Review(args) = command {
+        return runtime.block_on(kodiai::review_cli::command(&config, args));
+    }
     let result = runtime.block_on(run(command, config));
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -332,6 +339,14 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         // Handled in `main`, which owns its exit code.
+        Command::Review(args) => {
+            let code = kodiai::review_cli::command(&config, args).await;
+            anyhow::ensure!(
+                code == ExitCode::SUCCESS,
+                "the review has findings or failed"
+            );
+            Ok(())
+        }
         Command::Mcp(args) => {
             anyhow::ensure!(
                 mcp_server(args).await == ExitCode::SUCCESS,

@@ -133,6 +133,9 @@ pub struct ReviewSettings {
     /// Replaces the review instructions.
     pub prompt: Option<String>,
     pub approve_when_clean: bool,
+    /// On `synchronize`: review only what changed since the last reviewed commit, and drop
+    /// findings an earlier review already posted.
+    pub incremental: bool,
 }
 
 impl ReviewSettings {
@@ -228,6 +231,7 @@ impl Default for RepoConfig {
                 skip_drafts: true,
                 prompt: None,
                 approve_when_clean: true,
+                incremental: true,
             },
             mention: MentionSettings {
                 enabled: true,

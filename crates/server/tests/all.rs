@@ -17,6 +17,7 @@ mod suite {
     mod operations;
     mod repo_config;
     mod review_context;
+    mod reviews;
     mod run;
     mod shutdown;
     mod webhook_restart;

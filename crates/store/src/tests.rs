@@ -2,7 +2,7 @@
 
 use crate::{Backend, DatabaseLocation, Error, Store};
 
-const TABLES: [&str; 8] = [
+const TABLES: [&str; 10] = [
     "errors",
     "installations",
     "job_events",
@@ -10,6 +10,8 @@ const TABLES: [&str; 8] = [
     "jobs",
     "llm_calls",
     "repositories",
+    "review_findings",
+    "reviewed_heads",
     "webhook_deliveries",
 ];
 
@@ -141,6 +143,42 @@ async fn sqlite_file_and_folder_are_created_in_wal_mode() {
         .await
         .unwrap();
     assert_eq!(fks, 1);
+}
+
+#[tokio::test]
+async fn sqlite_commits_leave_the_log_to_the_checkpointer() {
+    let db = crate::testing::TestDb::sqlite();
+    let store = db.store().await;
+    let Store {
+        inner: super::Inner::Sqlite { writer, .. },
+        ..
+    } = &store
+    else {
+        panic!("expected SQLite");
+    };
+    let auto: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
+        .fetch_one(writer)
+        .await
+        .unwrap();
+    assert_eq!(auto, 0, "the writer's commits must not checkpoint");
+    // Past SQLite's own threshold of 1,000 pages: nothing copied it into the database file.
+    sqlx::query("CREATE TABLE filler (x BLOB)")
+        .execute(writer)
+        .await
+        .unwrap();
+    for _ in 0..300 {
+        sqlx::query("INSERT INTO filler VALUES (zeroblob(16384))")
+            .execute(writer)
+            .await
+            .unwrap();
+    }
+    let (log, copied) = store.checkpoint().await.unwrap();
+    assert!(log > 1000, "the log holds every commit: {log} frames");
+    assert_eq!(
+        copied, log,
+        "no reader holds an old snapshot, so all of it is copied"
+    );
+    store.close().await;
 }
 
 #[test]

@@ -62,6 +62,9 @@ pub struct ReviewBody {
     pub user: Option<User>,
     #[serde(default)]
     pub submitted_at: Option<DateTime<Utc>>,
+    /// The commit the review is about.
+    #[serde(default)]
+    pub commit_id: Option<String>,
 }
 
 /// What decides where a clone comes from.

@@ -2,17 +2,44 @@
 //! Ingress made the job from the payload alone (a reviewed action, neither kodiai nor a
 //! disallowed bot caused it); here the repository's `.kodiai.yml` decides whether this pull
 //! request is reviewed now (`review.enabled`, `review.on`, `skip_drafts`, `skip_authors`).
+//! Then the review: [`pipeline`] (context, worktree, agent, one review, idempotence,
+//! incremental), [`post`] (placing, de-duplicating and posting the findings, the markers),
+//! [`failure`] (the one comment a failed review leaves, from [`ReviewHandler`]'s failure hook),
+//! [`git`] (diffs between commits, also for `kodiai review`).
+
+mod failure;
+pub(crate) mod git;
+mod pipeline;
+mod post;
 
 use std::sync::Arc;
 
-use kodiai_protocol::{JobSpec, ReviewJob};
+use futures::future::BoxFuture;
+use kodiai_protocol::{JobFailure, JobSpec, ReviewJob};
 use serde_json::{Value, json};
 
 use super::{GithubWork, repository_config, split_repository};
-use crate::jobs::{JobContext, JobError};
+use crate::jobs::{HandlerFuture, JobContext, JobError, JobHandler};
 use crate::repo_config::{RepoConfig, ReviewAction};
 
-/// Runs a review job: the gate, then (with the review issue) the review.
+/// The review job's handler: [`run`], and a comment on the pull request when a review fails
+/// for good.
+pub struct ReviewHandler {
+    pub work: Arc<GithubWork>,
+}
+
+impl JobHandler for ReviewHandler {
+    fn run(&self, ctx: JobContext) -> HandlerFuture {
+        Box::pin(run(ctx, Arc::clone(&self.work)))
+    }
+
+    fn on_failed(&self, ctx: JobContext, failure: JobFailure) -> BoxFuture<'static, ()> {
+        let work = Arc::clone(&self.work);
+        Box::pin(async move { failure::report(ctx, &work, failure).await })
+    }
+}
+
+/// Runs a review job: the gate, then the review ([`pipeline`]).
 pub async fn run(ctx: JobContext, github: Arc<GithubWork>) -> Result<Value, JobError> {
     let JobSpec::Review(job) = ctx.spec() else {
         return Err(JobError::permanent(
@@ -40,15 +67,7 @@ pub async fn run(ctx: JobContext, github: Arc<GithubWork>) -> Result<Value, JobE
         job.repository, job.pull_number, job.head_sha, job.action
     ))
     .await?;
-    Ok(json!({
-        "decision": "review",
-        "delivery_id": job.delivery_id,
-        "repository": job.repository,
-        "pull_number": job.pull_number,
-        "head_sha": job.head_sha,
-        "action": job.action,
-        "draft": job.draft,
-    }))
+    pipeline::review(&ctx, &github, client, job, &config).await
 }
 
 /// Why `.kodiai.yml` says not to review this pull request now, if it does.

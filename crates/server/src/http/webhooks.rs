@@ -19,7 +19,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{ApiError, ApiJson, AppState};
-use crate::ingress::{Incoming, Ingress};
+use crate::ingress::{DeliveryWriter, Incoming, Ingress, OwnedIncoming};
 
 /// GitHub's own cap on a webhook payload.
 pub const BODY_LIMIT: usize = 25 * 1024 * 1024;
@@ -48,6 +48,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 async fn receive(
     State(state): State<AppState>,
     Extension(ingress): Extension<Arc<Ingress>>,
+    Extension(writer): Extension<Arc<DeliveryWriter>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -81,12 +82,18 @@ async fn receive(
     let routed = ingress
         .route(&incoming)
         .map_err(|e| ApiError::bad_request(format!("the payload is not JSON: {e}")))?;
-    let outcome = ingress
-        .accept(&state.store, &incoming, &routed, state.clock.now())
+    let owned = OwnedIncoming {
+        delivery_id: delivery_id.to_owned(),
+        event: event.to_owned(),
+        payload: payload.into_owned(),
+    };
+    let ping = routed.ping;
+    let outcome = writer
+        .accept(owned, routed, state.clock.now())
         .await
         .map_err(ApiError::internal)?;
     tracing::debug!(delivery_id, event, outcome = ?outcome, "webhook delivery");
-    let status = if routed.ping && outcome != DeliveryOutcome::Duplicate {
+    let status = if ping && outcome != DeliveryOutcome::Duplicate {
         StatusCode::OK
     } else {
         StatusCode::ACCEPTED

@@ -8,22 +8,26 @@
 //! While a handler runs, the worker renews the job's lease every third of the lease and watches
 //! for the end of the job from outside (cancel through the API, or the lease taken over after
 //! it expired): then, as on timeout and at shutdown, the handler's token fires and the handler
-//! gets the cancel grace to return before it is dropped.
+//! gets the cancel grace to return before it is dropped. A run that fails the job for good
+//! calls the handler's failure hook before the failure is recorded.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use kodiai_protocol::{FailureReason, Job, JobEventKind, JobFailure, JobKind, JobState};
+use kodiai_protocol::{FailureReason, Job, JobEventKind, JobFailure, JobKind, JobSpec, JobState};
 use kodiai_store::jobs::spec_of;
 use kodiai_store::{ClaimRequest, Finish, KeyLimits, Lease, RateLimit, Signal, Store};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
-use super::{Clock, Handlers, JobContext, JobError, kind_label};
+use super::{Clock, Handlers, JobContext, JobError, JobHandler, kind_label};
 use crate::config::JobsConfig;
+
+/// The longest a handler's failure hook ([`JobHandler::on_failed`]) may take.
+const FAILURE_HOOK_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What one [`Worker::try_execute_job`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,6 +199,7 @@ impl Worker {
 
         let mut signals = self.store.subscribe().await?;
         let token = CancellationToken::new();
+        let spec_copy = spec.clone();
         let ctx = JobContext::new(
             job.clone(),
             spec,
@@ -325,7 +330,39 @@ impl Worker {
             // The grace sleep only runs after a stop.
             (None, None) => Finish::Release,
         };
+        if let Finish::Failed(failure) = &finish {
+            self.report_failure(&job, &spec_copy, handler.as_ref(), failure)
+                .await;
+        }
         self.finish(&job, &lease, finish, started).await
+    }
+
+    /// Runs the handler's [`JobHandler::on_failed`] hook on a fresh context, bounded by
+    /// [`FAILURE_HOOK_TIMEOUT`] (and half the lease, which nothing renews meanwhile).
+    async fn report_failure(
+        &self,
+        job: &Job,
+        spec: &JobSpec,
+        handler: &dyn JobHandler,
+        failure: &JobFailure,
+    ) {
+        let ctx = JobContext::new(
+            job.clone(),
+            spec.clone(),
+            CancellationToken::new(),
+            self.store.clone(),
+            self.clock.clone(),
+        );
+        let limit = FAILURE_HOOK_TIMEOUT.min(self.settings.lease / 2);
+        if tokio::time::timeout(limit, handler.on_failed(ctx, failure.clone()))
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                limit_secs = limit.as_secs_f64(),
+                "the failure hook did not finish in time"
+            );
+        }
     }
 
     async fn finish(

@@ -75,6 +75,10 @@ pub struct RawReview {
     #[serde(alias = "autoApprove")]
     #[schemars(extend("default" = true))]
     pub approve_when_clean: Option<Flag>,
+    /// On `synchronize`, review only the commits pushed since the last review, and never post
+    /// a finding again that an earlier review of the pull request posted. Default `true`.
+    #[schemars(extend("default" = true))]
+    pub incremental: Option<Flag>,
 }
 
 /// A pull-request action that can start a review.

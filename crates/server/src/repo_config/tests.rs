@@ -63,6 +63,7 @@ review:
   skip_drafts: false
   prompt: "Look for bugs only."
   approve_when_clean: false
+  incremental: false
 mention:
   enabled: false
   prompt: "Answer briefly."
@@ -106,6 +107,7 @@ write:
             skip_drafts: false,
             prompt: Some("Look for bugs only.".into()),
             approve_when_clean: false,
+            incremental: false,
         },
         mention: MentionSettings {
             enabled: false,
@@ -623,6 +625,7 @@ fn the_schema_describes_every_section_and_alias() {
     assert!(!text.contains("\"default\":null"));
     for needle in [
         "approve_when_clean",
+        "incremental",
         "onSynchronize",
         "acceptClaudeAlias",
         "ready_for_review",

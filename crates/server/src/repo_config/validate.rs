@@ -186,6 +186,7 @@ pub(super) fn to_config(
         skip_drafts: flag(r.skip_drafts, defaults.review.skip_drafts),
         prompt: c.prompt("review.prompt", r.prompt),
         approve_when_clean: flag(r.approve_when_clean, defaults.review.approve_when_clean),
+        incremental: flag(r.incremental, defaults.review.incremental),
     };
 
     // mention

@@ -183,6 +183,8 @@ async fn migrate_and_serve_on_postgres() {
             "jobs",
             "llm_calls",
             "repositories",
+            "review_findings",
+            "reviewed_heads",
             "webhook_deliveries"
         ]
     );

@@ -51,11 +51,17 @@ async fn a_job_acknowledged_before_a_sigkill_runs_after_the_restart() {
     };
 
     // The review job reads the repository's `.kodiai.yml` from GitHub: a fake one, in
-    // personal-token mode.
+    // personal-token mode, whose file skips this author, so that the job ends at its gate
+    // (the review itself is `reviews.rs`'s).
     let github = FakeGithub::start().await;
     github
         .accept_token("restart-test-github-token")
-        .add_repo("Codertocat/Hello-World", "main");
+        .add_repo("Codertocat/Hello-World", "main")
+        .put_file(
+            "Codertocat/Hello-World",
+            ".kodiai.yml",
+            "review:\n  skip_authors: [Codertocat]\n",
+        );
     let api_url = github.api_url();
     let env = [
         ("DATABASE_URL", url.as_str()),
@@ -97,6 +103,10 @@ async fn a_job_acknowledged_before_a_sigkill_runs_after_the_restart() {
     assert_eq!(job.delivery_id.as_deref(), Some(id.as_str()));
     let result = job.result.unwrap();
     assert_eq!(result["pull_number"], 2);
-    assert_eq!(result["decision"], "review", "{result}");
+    assert_eq!(result["decision"], "skipped", "{result}");
+    assert!(
+        result["reason"].as_str().unwrap().contains("skip_authors"),
+        "the gate ran with the repository's file: {result}"
+    );
     second.kill().await;
 }

@@ -183,6 +183,55 @@ app_test!(
 );
 
 app_test!(
+    deliveries_sent_at_once_are_all_stored_and_one_bad_one_fails_alone,
+    builder | builder | {
+        let Some(app) = app(builder).await else {
+            return;
+        };
+        let store = app.state().store.clone();
+        // Sent at once, these are stored in groups of one transaction; the repeated ids must
+        // still come out as duplicates, each 202 must mean "stored", and on PostgreSQL a
+        // payload it cannot store (`\u0000` is valid JSON but not valid JSONB) must fail only
+        // its own request, not the others of its group.
+        let payload = fixture("pull_request/opened.payload.json");
+        let unique: Vec<Delivery> = (0..40)
+            .map(|_| Delivery::new("pull_request", &payload))
+            .collect();
+        let mut poisoned = payload.clone();
+        poisoned["pull_request"]["body"] = json!("nul \u{0000} here");
+        let poisoned = Delivery::new("pull_request", &poisoned);
+        let sends = unique
+            .iter()
+            .chain(unique.iter().take(10))
+            .chain(std::iter::once(&poisoned))
+            .map(|d| app.send_delivery(d));
+        let answers = futures::future::join_all(sends).await;
+        let mut statuses = BTreeMap::<u16, usize>::new();
+        let mut duplicates = 0;
+        for (i, response) in answers.into_iter().enumerate() {
+            let status = response.status().as_u16();
+            *statuses.entry(status).or_default() += 1;
+            if status == 202 && i < 50 {
+                let ack: WebhookAck = response.json().await.unwrap();
+                duplicates += usize::from(ack.outcome == DeliveryOutcome::Duplicate);
+            }
+        }
+        let postgres = store.backend() == kodiai_store::Backend::Postgres;
+        let stored_ok = if postgres { 50 } else { 51 };
+        assert_eq!(statuses.get(&202), Some(&stored_ok), "{statuses:?}");
+        assert_eq!(
+            statuses.get(&500).copied().unwrap_or(0),
+            51 - stored_ok,
+            "{statuses:?}"
+        );
+        assert_eq!(duplicates, 10);
+        let stored = if postgres { 40 } else { 41 };
+        assert_eq!(store.delivery_count().await.unwrap(), stored);
+        assert_eq!(job_count(&store).await, stored);
+    }
+);
+
+app_test!(
     the_same_delivery_twice_makes_one_job,
     builder | builder | {
         let Some(app) = app(builder).await else {

@@ -171,7 +171,7 @@ pub async fn request_review(
             .installation(id)
             .concurrency_key(format!("installation:{id}"));
     }
-    let enqueued = ctx.enqueue(&new).await?;
+    let enqueued = ctx.store().enqueue(&new, ctx.now()).await?;
     ctx.log(&format!(
         "queued review job {} of {}#{} at {}",
         enqueued.id, job.repository, pull.number, pull.head.sha

@@ -1,0 +1,669 @@
+//! Pull-request reviews end to end: a signed `pull_request` webhook into the running app, the
+//! fake GitHub, a scripted fake model and real git over the local smart-HTTP server. One review
+//! per head with its comments where they belong, anchors outside the diff moved or summarized,
+//! a comment GitHub refuses kept in the summary, no second review after a re-run, incremental
+//! reviews that never repeat a finding, drafts left alone until ready, and one error comment
+//! when the model fails.
+
+use std::sync::Arc;
+
+use kodiai::jobs::{Handlers, Outcome, Worker, WorkerSettings};
+use kodiai_protocol::{DeliveryOutcome, Job, JobState, WebhookAck};
+use kodiai_test_support::git::{BareRepo, GitFixture, git};
+use kodiai_test_support::github::FakeGithub;
+use kodiai_test_support::llm::{Api, FakeError, FakeLlm, Reply};
+use kodiai_test_support::webhooks::fixture;
+use kodiai_test_support::{TestApp, TestAppBuilder, app_test};
+use serde_json::{Value, json};
+
+const REPO: &str = "Codertocat/Hello-World";
+const AUTHOR: &str = "Codertocat";
+const LIB: &str = "pub fn add(a: i32, b: i32) -> i32 {\n    a - b\n}\n";
+/// `LIB` with `div` added: lines 5-7 are new, line 6 divides.
+const LIB_WITH_DIV: &str = "pub fn add(a: i32, b: i32) -> i32 {\n    a - b\n}\n\npub fn div(a: i32, b: i32) -> i32 {\n    a / b\n}\n";
+
+struct World {
+    fake: FakeGithub,
+    llm: FakeLlm,
+    _git: GitFixture,
+    bare: BareRepo,
+    app: TestApp,
+    main: String,
+}
+
+async fn world(builder: TestAppBuilder, kodiai_yml: Option<&str>) -> Option<World> {
+    let fake = FakeGithub::start().await;
+    let llm = FakeLlm::start(Api::Anthropic).await;
+    let git = GitFixture::start().await;
+    let bare = git.create_repo(REPO).await;
+    let main = bare
+        .commit(
+            "main",
+            &[("README.md", "# Hello\n"), ("src/lib.rs", LIB)],
+            "initial",
+        )
+        .await;
+    fake.add_repo(REPO, "main");
+    fake.set_clone_url(REPO, git.url(REPO).as_str());
+    fake.installation_token(&git.token);
+    if let Some(text) = kodiai_yml {
+        fake.put_file(REPO, ".kodiai.yml", text);
+    }
+    let app = builder
+        .github_app(&fake)
+        .env("KODIAI_WORKERS", "0")
+        .env("GITHUB_APP_SLUG", "kodiai")
+        .env("KODIAI_MODEL", "anthropic/claude-sonnet-4-5")
+        .env("ANTHROPIC_API_KEY", "sk-ant-test-not-a-real-key")
+        .env("ANTHROPIC_BASE_URL", &llm.base_url())
+        .spawn()
+        .await?;
+    Some(World {
+        fake,
+        llm,
+        _git: git,
+        bare,
+        app,
+        main,
+    })
+}
+
+impl World {
+    /// Commits `files` on `feature` (from `main` the first time), points pull request 2 at it
+    /// and gives the fake GitHub its files with git's own patches. Returns the head.
+    async fn push(&self, files: &[(&str, &str)], message: &str, draft: bool) -> String {
+        if self.bare.rev_parse("refs/heads/feature").await.is_none() {
+            git(
+                &self.bare.path,
+                &["update-ref", "refs/heads/feature", &self.main],
+            )
+            .await;
+        }
+        let head = self.bare.commit("feature", files, message).await;
+        git(&self.bare.path, &["update-ref", "refs/pull/2/head", &head]).await;
+        self.fake.add_pull(
+            REPO,
+            2,
+            json!({
+                "title": "Add div",
+                "body": "Adds division.",
+                "draft": draft,
+                "user": {"login": AUTHOR, "type": "User"},
+                "head": {"ref": "feature", "sha": head},
+                "base": {"ref": "main", "sha": self.main},
+            }),
+        );
+        let diff = git(&self.bare.path, &["diff", &self.main, &head]).await;
+        self.fake.set_pull_files(REPO, 2, github_files(&diff));
+        head
+    }
+
+    /// `pull_request.ACTION` for the pull request at `head`.
+    fn event(&self, action: &str, head: &str, draft: bool) -> Value {
+        let mut payload = fixture("pull_request/opened.payload.json");
+        payload["action"] = json!(action);
+        let pull = &mut payload["pull_request"];
+        pull["draft"] = json!(draft);
+        pull["head"]["sha"] = json!(head);
+        pull["head"]["ref"] = json!("feature");
+        pull["base"]["sha"] = json!(self.main);
+        pull["base"]["ref"] = json!("main");
+        payload
+    }
+
+    /// Sends `payload` as `pull_request`; the job it made.
+    async fn deliver(&self, payload: &Value) -> String {
+        let response = self.app.send_webhook("pull_request", payload).await;
+        assert_eq!(response.status(), 202);
+        let ack: WebhookAck = response.json().await.unwrap();
+        let DeliveryOutcome::Job { job_id } = ack.outcome else {
+            panic!("no job: {ack:?}");
+        };
+        job_id
+    }
+
+    /// Runs the next queued job with kodiai's own handlers, as a worker does; the job after.
+    async fn run(&self, job_id: &str) -> Job {
+        let state = self.app.state();
+        let handlers = Handlers::for_config(&state.config, &state.store, &state.clock)
+            .await
+            .unwrap();
+        let worker = Worker::new(
+            state.store.clone(),
+            handlers,
+            Arc::new(WorkerSettings::from_config(&state.config.jobs)),
+            state.clock.clone(),
+        );
+        let outcome = worker.try_execute_job().await.unwrap();
+        assert!(matches!(outcome, Outcome::Completed { .. }), "{outcome:?}");
+        state.store.job(job_id).await.unwrap().unwrap()
+    }
+
+    fn reviews(&self) -> Vec<Value> {
+        self.fake.visible_reviews(REPO, 2)
+    }
+
+    /// The inline comments of review `id`, as (path, line, body).
+    fn comments_of(&self, review: &Value) -> Vec<(String, u64, String)> {
+        self.fake
+            .review_comments(REPO, 2)
+            .into_iter()
+            .filter(|c| c["pull_request_review_id"] == review["id"])
+            .map(|c| {
+                (
+                    c["path"].as_str().unwrap().to_owned(),
+                    c["line"].as_u64().unwrap(),
+                    c["body"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    /// The user messages the fake model got since request `from`.
+    fn prompts_since(&self, from: usize) -> String {
+        self.llm.requests()[from..]
+            .iter()
+            .map(|r| r.body.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn error_comments(&self) -> Vec<String> {
+        self.fake
+            .issue_comments(REPO, 2)
+            .iter()
+            .filter_map(|c| c["body"].as_str())
+            .filter(|b| b.contains("<!-- kodiai:review-failed:"))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// A `git diff` as GitHub's pull files: path, status and the hunks as `patch`.
+fn github_files(diff: &str) -> Vec<Value> {
+    diff.split("diff --git ")
+        .filter(|chunk| !chunk.is_empty())
+        .map(|chunk| {
+            let path = chunk
+                .lines()
+                .find_map(|l| l.strip_prefix("+++ b/"))
+                .unwrap()
+                .to_owned();
+            let status = if chunk.contains("\nnew file mode") {
+                "added"
+            } else {
+                "modified"
+            };
+            let patch = &chunk[chunk.find("\n@@").unwrap() + 1..];
+            let count = |p: char| {
+                patch
+                    .lines()
+                    .filter(|l| l.starts_with(p) && !l.starts_with("@@"))
+                    .count()
+            };
+            json!({"filename": path, "status": status, "additions": count('+'),
+                   "deletions": count('-'), "patch": patch.trim_end()})
+        })
+        .collect()
+}
+
+fn comment(id: &str, args: Value) -> Reply {
+    Reply::tool_calls(&[(id, "create_inline_comment", args)])
+}
+
+fn marker_of(head: &str) -> String {
+    format!("<!-- kodiai:review:{}#2@{head} -->", REPO.to_lowercase())
+}
+
+app_test!(
+    an_opened_pull_request_gets_one_review_with_its_comments_on_their_lines,
+    builder | builder | {
+        let Some(w) = world(builder, None).await else {
+            return;
+        };
+        let head = w
+            .push(&[("src/lib.rs", LIB_WITH_DIV)], "add div", false)
+            .await;
+        w.llm
+            .push(Reply::tool_calls(&[
+                (
+                    "c1",
+                    "create_inline_comment",
+                    json!({"path": "src/lib.rs", "line": 6,
+                           "body": "Division by zero panics when `b` is 0."}),
+                ),
+                (
+                    "c2",
+                    "create_inline_comment",
+                    json!({"path": "src/lib.rs", "line": 2,
+                           "body": "`add` subtracts.\n```suggestion\n    a + b\n```"}),
+                ),
+            ]))
+            .push(Reply::text(
+                "Two problems: `div` panics on 0 and `add` subtracts.",
+            ));
+        let job_id = w.deliver(&w.event("opened", &head, false)).await;
+        let job = w.run(&job_id).await;
+        assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+        let result = job.result.unwrap();
+        assert_eq!(result["decision"], "reviewed", "{result}");
+
+        let reviews = w.reviews();
+        assert_eq!(reviews.len(), 1, "{reviews:?}");
+        let review = &reviews[0];
+        assert_eq!(review["state"], "COMMENTED");
+        assert_eq!(review["commit_id"], json!(head));
+        let body = review["body"].as_str().unwrap();
+        assert!(body.starts_with(&marker_of(&head)), "{body}");
+        assert!(body.contains("`div` panics on 0"), "{body}");
+        let comments = w.comments_of(review);
+        assert_eq!(
+            comments
+                .iter()
+                .map(|(p, l, _)| (p.as_str(), *l))
+                .collect::<Vec<_>>(),
+            [("src/lib.rs", 6), ("src/lib.rs", 2)]
+        );
+        assert!(comments[1].2.contains("```suggestion\n    a + b\n```"));
+        // The model saw the patch with new-side numbers, and the tools' answers.
+        let prompts = w.prompts_since(0);
+        assert!(prompts.contains("a / b"), "{prompts}");
+        assert!(prompts.contains("noted on src/lib.rs:6"), "{prompts}");
+        w.llm.assert_invariants();
+    }
+);
+
+app_test!(
+    a_clean_pull_request_is_approved_without_a_body,
+    builder | builder | {
+        let Some(w) = world(builder, None).await else {
+            return;
+        };
+        let head = w
+            .push(&[("src/lib.rs", LIB_WITH_DIV)], "add div", false)
+            .await;
+        w.llm.push(Reply::text("Looks fine."));
+        let job_id = w.deliver(&w.event("opened", &head, false)).await;
+        let job = w.run(&job_id).await;
+        assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+        let reviews = w.reviews();
+        assert_eq!(reviews.len(), 1, "{reviews:?}");
+        assert_eq!(reviews[0]["state"], "APPROVED");
+        assert_eq!(reviews[0]["body"], json!(""), "no body: {reviews:?}");
+        assert!(w.comments_of(&reviews[0]).is_empty());
+
+        // The same head delivered again: the approval is found, nothing is posted or asked.
+        let asked = w.llm.requests().len();
+        let job_id = w.deliver(&w.event("reopened", &head, false)).await;
+        w.fake
+            .put_file(REPO, ".kodiai.yml", "review:\n  on: [opened, reopened]\n");
+        let job = w.run(&job_id).await;
+        assert_eq!(job.result.unwrap()["found_posted"], true);
+        assert_eq!(w.reviews().len(), 1);
+        assert_eq!(w.llm.requests().len(), asked);
+    }
+);
+
+app_test!(
+    anchors_outside_the_diff_are_moved_or_summarized_in_one_review,
+    builder | builder | {
+        let Some(w) = world(builder, None).await else {
+            return;
+        };
+        let head = w
+            .push(&[("src/lib.rs", LIB_WITH_DIV)], "add div", false)
+            .await;
+        w.llm
+            .push(comment(
+                "c1",
+                json!({"path": "src/lib.rs", "line": 9, "body": "Add a test for div."}),
+            ))
+            .push(comment(
+                "c2",
+                json!({"path": "README.md", "line": 1, "body": "Document div."}),
+            ))
+            .push(Reply::text("Two notes."));
+        let job_id = w.deliver(&w.event("opened", &head, false)).await;
+        let job = w.run(&job_id).await;
+        assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+        let reviews = w.reviews();
+        assert_eq!(reviews.len(), 1, "{reviews:?}");
+        let comments = w.comments_of(&reviews[0]);
+        assert_eq!(comments.len(), 1, "{comments:?}");
+        assert_eq!((comments[0].0.as_str(), comments[0].1), ("src/lib.rs", 7));
+        assert!(comments[0].2.contains("About line 9"), "{comments:?}");
+        let body = reviews[0]["body"].as_str().unwrap();
+        assert!(body.contains("README.md:1"), "{body}");
+        assert!(body.contains("Document div."), "{body}");
+        // The model was told where each one went.
+        let prompts = w.prompts_since(0);
+        assert!(prompts.contains("will be on src/lib.rs:7"), "{prompts}");
+        assert!(prompts.contains("review's summary"), "{prompts}");
+    }
+);
+
+app_test!(
+    a_comment_github_refuses_goes_to_the_summary_of_the_one_review,
+    builder | builder | {
+        let Some(w) = world(builder, None).await else {
+            return;
+        };
+        let head = w
+            .push(&[("src/lib.rs", LIB_WITH_DIV)], "add div", false)
+            .await;
+        w.fake.reject_review_line(REPO, "src/lib.rs", 6);
+        w.llm
+            .push(Reply::tool_calls(&[
+                (
+                    "c1",
+                    "create_inline_comment",
+                    json!({"path": "src/lib.rs", "line": 6, "body": "Division by zero."}),
+                ),
+                (
+                    "c2",
+                    "create_inline_comment",
+                    json!({"path": "src/lib.rs", "line": 5, "body": "Name it `checked_div`."}),
+                ),
+            ]))
+            .push(Reply::text("Two notes."));
+        let job_id = w.deliver(&w.event("opened", &head, false)).await;
+        let job = w.run(&job_id).await;
+        assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+        assert_eq!(job.result.unwrap()["refused_by_github"], 1);
+        let reviews = w.reviews();
+        assert_eq!(reviews.len(), 1, "{reviews:?}");
+        let comments = w.comments_of(&reviews[0]);
+        assert_eq!(
+            comments
+                .iter()
+                .map(|(p, l, _)| (p.as_str(), *l))
+                .collect::<Vec<_>>(),
+            [("src/lib.rs", 5)]
+        );
+        let body = reviews[0]["body"].as_str().unwrap();
+        assert!(
+            body.contains("src/lib.rs:6") && body.contains("Division by zero."),
+            "{body}"
+        );
+        assert!(w.fake.pending_reviews(REPO, 2).is_empty());
+    }
+);
+
+app_test!(
+    a_rerun_after_a_review_was_posted_posts_nothing_new,
+    builder | builder | {
+        let Some(w) = world(builder, None).await else {
+            return;
+        };
+        let head = w
+            .push(&[("src/lib.rs", LIB_WITH_DIV)], "add div", false)
+            .await;
+        // The model comments, then fails: a partial review, and the job fails.
+        w.llm
+            .push(comment(
+                "c1",
+                json!({"path": "src/lib.rs", "line": 6, "body": "Division by zero."}),
+            ))
+            .push(Reply::error(FakeError::Status(400, "bad request".into())));
+        let job_id = w.deliver(&w.event("opened", &head, false)).await;
+        let job = w.run(&job_id).await;
+        assert_eq!(job.state, JobState::Failed, "{job:?}");
+        assert_eq!(w.reviews().len(), 1);
+        let body = w.reviews()[0]["body"].as_str().unwrap().to_owned();
+        assert!(body.contains("This review is incomplete"), "{body}");
+        let errors = w.error_comments();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("stays as it is"), "{}", errors[0]);
+
+        // The same job run again (an operator's retry; as after a crash): its step says the
+        // review is posted. Nothing new is posted and the model is not asked.
+        let asked = w.llm.requests().len();
+        let state = w.app.state();
+        state
+            .store
+            .retry_job(&job_id, state.clock.now())
+            .await
+            .unwrap();
+        let job = w.run(&job_id).await;
+        assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+        // A new job for the same head (a replayed delivery): the marker is found.
+        let again = w.deliver(&w.event("opened", &head, false)).await;
+        let job = w.run(&again).await;
+        assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+        assert_eq!(job.result.unwrap()["found_posted"], true);
+        assert_eq!(w.reviews().len(), 1, "still one review");
+        assert_eq!(w.error_comments().len(), 1);
+        assert_eq!(w.llm.requests().len(), asked);
+    }
+);
+
+app_test!(
+    a_synchronize_reviews_only_the_new_commit_and_never_repeats_a_finding,
+    builder | builder | {
+        let Some(w) = world(builder, Some("review:\n  on: [opened, synchronize]\n")).await else {
+            return;
+        };
+        let first = w
+            .push(&[("src/lib.rs", LIB_WITH_DIV)], "add div", false)
+            .await;
+        let div = json!({"path": "src/lib.rs", "line": 6, "body": "Division by zero panics."});
+        w.llm
+            .push(comment("c1", div.clone()))
+            .push(Reply::text("One problem."));
+        let job_id = w.deliver(&w.event("opened", &first, false)).await;
+        assert_eq!(w.run(&job_id).await.state, JobState::Succeeded);
+
+        let second = w
+            .push(
+                &[(
+                    "src/rem.rs",
+                    "pub fn rem(a: i32, b: i32) -> i32 {\n    a % b\n}\n",
+                )],
+                "add rem",
+                false,
+            )
+            .await;
+        let asked = w.llm.requests().len();
+        // The model repeats the old finding and finds a new one.
+        w.llm
+            .push(Reply::tool_calls(&[
+                ("c2", "create_inline_comment", div),
+                (
+                    "c3",
+                    "create_inline_comment",
+                    json!({"path": "src/rem.rs", "line": 2, "body": "Remainder by zero panics."}),
+                ),
+            ]))
+            .push(Reply::text("One new problem."));
+        let mut sync = w.event("synchronize", &second, false);
+        sync["before"] = json!(first);
+        sync["after"] = json!(second);
+        let job_id = w.deliver(&sync).await;
+        let job = w.run(&job_id).await;
+        assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+        let result = job.result.unwrap();
+        assert_eq!(result["incremental_from"], json!(first), "{result}");
+        assert_eq!(result["repeats_dropped"], 1, "{result}");
+
+        let reviews = w.reviews();
+        assert_eq!(reviews.len(), 2, "{reviews:?}");
+        let comments = w.comments_of(&reviews[1]);
+        assert_eq!(
+            comments
+                .iter()
+                .map(|(p, l, _)| (p.as_str(), *l))
+                .collect::<Vec<_>>(),
+            [("src/rem.rs", 2)]
+        );
+        // The second prompt showed only what the new commit changed.
+        let prompt = w.prompts_since(asked);
+        assert!(prompt.contains("a % b"), "{prompt}");
+        assert!(!prompt.contains("a / b"), "{prompt}");
+        assert!(
+            prompt.contains(&format!("reviewed before, at `{first}`")),
+            "{prompt}"
+        );
+    }
+);
+
+app_test!(
+    a_draft_is_reviewed_only_once_it_is_ready,
+    builder | builder | {
+        let Some(w) = world(builder, None).await else {
+            return;
+        };
+        let head = w
+            .push(&[("src/lib.rs", LIB_WITH_DIV)], "add div", true)
+            .await;
+        let job_id = w.deliver(&w.event("opened", &head, true)).await;
+        let job = w.run(&job_id).await;
+        assert_eq!(job.result.unwrap()["decision"], "skipped");
+        assert!(w.reviews().is_empty());
+        assert!(w.llm.requests().is_empty(), "no model call for a draft");
+
+        w.llm
+            .push(comment(
+                "c1",
+                json!({"path": "src/lib.rs", "line": 6, "body": "Division by zero."}),
+            ))
+            .push(Reply::text("One problem."));
+        let job_id = w.deliver(&w.event("ready_for_review", &head, false)).await;
+        let job = w.run(&job_id).await;
+        assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+        assert_eq!(w.reviews().len(), 1);
+    }
+);
+
+app_test!(
+    a_failing_model_leaves_one_error_comment_and_no_review,
+    builder | builder | {
+        let Some(w) = world(builder, None).await else {
+            return;
+        };
+        let head = w
+            .push(&[("src/lib.rs", LIB_WITH_DIV)], "add div", false)
+            .await;
+        for _ in 0..2 {
+            w.llm.push(Reply::error(FakeError::Status(
+                400,
+                "the model refused".into(),
+            )));
+            let job_id = w.deliver(&w.event("opened", &head, false)).await;
+            let job = w.run(&job_id).await;
+            assert_eq!(job.state, JobState::Failed, "{job:?}");
+        }
+        assert!(w.reviews().is_empty());
+        let errors = w.error_comments();
+        assert_eq!(
+            errors.len(),
+            1,
+            "one error comment for two failures: {errors:?}"
+        );
+        let body = &errors[0];
+        assert!(body.contains("could not finish reviewing"), "{body}");
+        assert!(body.contains("What happened: the model failed"), "{body}");
+        assert!(body.contains("No review was posted."), "{body}");
+        for never in ["panicked", "backtrace", "sk-ant-test"] {
+            assert!(!body.contains(never), "{never}: {body}");
+        }
+    }
+);
+
+// ---- `kodiai review` on a local checkout ----
+
+const EXE: &str = env!("CARGO_BIN_EXE_kodiai");
+
+/// A checkout with `main` (LIB) and the branch `feature` (LIB_WITH_DIV) checked out.
+async fn local_checkout() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path();
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new("git")
+            .args(args)
+            .current_dir(path)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_AUTHOR_NAME", "Dev")
+            .env("GIT_AUTHOR_EMAIL", "dev@example.com")
+            .env("GIT_COMMITTER_NAME", "Dev")
+            .env("GIT_COMMITTER_EMAIL", "dev@example.com")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "git {args:?}: {output:?}");
+    };
+    run(&["init", "-q", "-b", "main"]);
+    std::fs::create_dir(path.join("src")).unwrap();
+    std::fs::write(path.join("src/lib.rs"), LIB).unwrap();
+    run(&["add", "."]);
+    run(&["commit", "-q", "-m", "initial"]);
+    run(&["checkout", "-q", "-b", "feature"]);
+    std::fs::write(path.join("src/lib.rs"), LIB_WITH_DIV).unwrap();
+    run(&["commit", "-q", "-am", "Add div\n\nDivides two numbers."]);
+    dir
+}
+
+async fn kodiai_review(
+    fake: &FakeLlm,
+    dir: &std::path::Path,
+    args: &[&str],
+) -> std::process::Output {
+    tokio::process::Command::new(EXE)
+        .arg("review")
+        .arg("--dir")
+        .arg(dir)
+        .args(args)
+        .env_remove("KODIAI_CONFIG")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("GEMINI_API_KEY")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("ANTHROPIC_API_KEY", "sk-ant-test-not-real")
+        .env("ANTHROPIC_BASE_URL", fake.base_url())
+        .env("KODIAI_MODEL", "anthropic/claude-haiku-4-5")
+        .output()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn kodiai_review_prints_the_findings_of_the_branch_and_exits_by_them() {
+    let dir = local_checkout().await;
+    let fake = FakeLlm::start(Api::Anthropic).await;
+    fake.push(comment(
+        "c1",
+        json!({"path": "src/lib.rs", "line": 6, "body": "Division by zero panics.",
+               "rule": "div-by-zero"}),
+    ))
+    .push(Reply::text("One problem."));
+    let output = kodiai_review(&fake, dir.path(), &["--base", "main", "--json"]).await;
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let findings = report["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 1, "{report}");
+    assert_eq!(findings[0]["path"], "src/lib.rs");
+    assert_eq!(findings[0]["line"], 6);
+    assert_eq!(findings[0]["placement"], "exact");
+    assert_eq!(findings[0]["rule"], "div-by-zero");
+    assert_eq!(report["summary"], "One problem.");
+    // The prompt was the review prompt of the branch: its name, its commit, its patch.
+    let prompt = fake.requests()[0].body.to_string();
+    for needle in ["feature", "Divides two numbers.", "a / b"] {
+        assert!(prompt.contains(needle), "{needle}: {prompt}");
+    }
+
+    // Text output; a clean branch exits 0.
+    fake.push(Reply::text("Nothing to say."));
+    let output = kodiai_review(&fake, dir.path(), &[]).await;
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("0 finding(s) on 1 file(s) changed since main"),
+        "{text}"
+    );
+
+    // A bad base: one line naming it, exit 2.
+    let output = kodiai_review(&fake, dir.path(), &["--base", "nope"]).await;
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("--base nope"), "{stderr}");
+}

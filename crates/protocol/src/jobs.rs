@@ -87,7 +87,8 @@ pub struct ReviewJob {
     /// `owner/name`.
     pub repository: String,
     pub pull_number: u64,
-    /// `opened`, `ready_for_review`, `reopened` or `synchronize`.
+    /// `opened`, `ready_for_review`, `reopened` or `synchronize`; `requested` when a mention
+    /// asked for the review.
     pub action: String,
     pub head_sha: String,
     pub head_ref: String,
@@ -133,6 +134,10 @@ pub struct MentionJob {
     pub reply_to: Option<u64>,
     /// Who wrote the mention.
     pub sender: String,
+    /// Their numeric GitHub id, for the `ID+login@users.noreply.github.com` co-author address.
+    /// Absent in jobs queued before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender_id: Option<i64>,
     pub sender_is_bot: bool,
     /// The trigger or alias found.
     pub trigger: String,
@@ -404,6 +409,22 @@ mod tests {
             serde_json::to_value(spec.kind()).unwrap(),
             serde_json::json!(spec.kind().as_str())
         );
+    }
+
+    #[test]
+    fn a_mention_queued_before_sender_id_existed_still_parses() {
+        let old = serde_json::json!({
+            "kind": "mention", "delivery_id": "d", "installation_id": 1,
+            "repository": "o/r", "number": 3, "is_pull_request": false,
+            "source": "issue_comment", "action": "created", "comment_id": 7,
+            "reply_to": null, "sender": "octocat", "sender_is_bot": false,
+            "trigger": "@kodiai", "request": "fix it",
+        });
+        let JobSpec::Mention(job) = serde_json::from_value::<JobSpec>(old).unwrap() else {
+            panic!("not a mention");
+        };
+        assert_eq!(job.sender_id, None);
+        assert_eq!(job.sender, "octocat");
     }
 
     #[test]

@@ -274,6 +274,7 @@ impl Ingress {
                 comment_id: place.comment_id,
                 reply_to: place.reply_to,
                 sender: author.login.clone(),
+                sender_id: Some(author.id),
                 sender_is_bot: author.is_bot() || sender.is_bot(),
                 trigger,
                 request,

@@ -37,6 +37,8 @@ pub struct WriteAccess {
     pub co_author: Identity,
     /// The issue a pull request closes (the work started from an issue).
     pub closes_issue: Option<u64>,
+    /// The pull request a new one builds on (kodiai could not push to its fork's branch).
+    pub builds_on_pull: Option<u64>,
     pub changes: SharedChanges,
 }
 
@@ -233,6 +235,14 @@ impl Tool for CreatePullRequest {
             return a.refuse("the title is empty".into());
         }
         let mut body = args.body.trim().to_owned();
+        if let Some(pull) = a.builds_on_pull {
+            let link = format!("#{pull}");
+            if !body.contains(&link) {
+                body = format!(
+                    "{body}\n\nBuilds on {link}: its branch is in a fork that kodiai may not push to."
+                );
+            }
+        }
         if let Some(issue) = a.closes_issue {
             let link = format!("Closes #{issue}");
             if !body.contains(&link) {

@@ -5,11 +5,12 @@
 //! (write, maintain or admin, or listed in `permissions.allowed_users`). Then the work:
 //! [`answer`] (👀, the tracking comment, the agent), [`context`] (what the agent is told, with
 //! the TOCTOU cut-off), [`tracking`] (the one tracking comment and its marker), [`render`] (its
-//! texts).
+//! texts); or, when the request asks for a review, [`review_request`] (a review job queued).
 
 mod answer;
 mod context;
 mod render;
+mod review_request;
 mod tracking;
 
 use std::sync::Arc;
@@ -78,7 +79,11 @@ pub async fn run(ctx: JobContext, github: Arc<GithubWork>) -> Result<Value, JobE
         job.sender, job.trigger, job.repository, job.number
     ))
     .await?;
-    let mut result = answer::answer(&ctx, &github, client, job, &config).await?;
+    let mut result = if review_request::asks_for_review(&job.request) {
+        review_request::request_review(&ctx, &github, client, job).await?
+    } else {
+        answer::answer(&ctx, &github, client, job, &config).await?
+    };
     if let Some(object) = result.as_object_mut() {
         object.insert("permission".into(), json!(permission));
     }

@@ -277,8 +277,9 @@ app_test!(
             let message = w.bare.show(&tip, "%B").await;
             assert!(message.starts_with("Fix add: it subtracted"), "{message}");
             assert!(
-                message
-                    .contains("Co-authored-by: Codertocat <Codertocat@users.noreply.github.com>"),
+                message.contains(
+                    "Co-authored-by: Codertocat <21031067+Codertocat@users.noreply.github.com>"
+                ),
                 "{message}"
             );
             assert!(w.bare.file(&tip, "src/lib.rs").await.contains("a + b"));
@@ -610,5 +611,342 @@ app_test!(
             .filter(|c| c["body"].as_str().unwrap().contains("<!-- kodiai:mention:"))
             .count();
         assert_eq!(ours, 1, "{comments:?}");
+    }
+);
+
+impl World {
+    /// kodiai's tracking comments on `number` whose marker starts with `prefix`.
+    fn tracking_comments(&self, number: u64, prefix: &str) -> Vec<String> {
+        let marker = format!("<!-- kodiai:mention:{prefix}");
+        self.fake
+            .issue_comments(REPO, number)
+            .iter()
+            .filter_map(|c| c["body"].as_str())
+            .filter(|b| b.contains(&marker))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+app_test!(
+    a_question_in_a_review_body_gets_eyes_on_the_pull_request_and_an_answer_there,
+    builder | builder | {
+        let Some(w) = world(builder, None).await else {
+            return;
+        };
+        w.pull_request().await;
+        let ask = "Looks fine to me. @kodiai does `more` need a test?";
+        let review = w.fake.add_review(REPO, 2, ASKER, ask);
+        let mut payload = fixture("pull_request_review/submitted.payload.json");
+        payload["pull_request"]["number"] = json!(2);
+        payload["review"]["id"] = json!(review);
+        payload["review"]["body"] = json!(ask);
+        payload["installation"] = json!({"id": 1});
+        for at in ["/review/user", "/sender"] {
+            payload.pointer_mut(at).unwrap()["login"] = json!(ASKER);
+        }
+        w.llm.push(Reply::text(
+            "Yes: a one-line test that calls `more()` would do.",
+        ));
+        let job_id = w.deliver("pull_request_review", &payload).await.unwrap();
+        let job = w.run(&job_id).await;
+        let result = job.result.clone().unwrap_or_else(|| panic!("{job:?}"));
+        assert_eq!(result["decision"], "answered", "{result}");
+        assert_eq!(result["outcome"], "completed", "{result}");
+
+        // GitHub has no reactions on review bodies: 👀 goes on the pull request.
+        assert!(
+            w.fake
+                .reactions(REPO)
+                .contains(&("issues/2".to_owned(), "eyes".to_owned())),
+            "{:?}",
+            w.fake.reactions(REPO)
+        );
+        let found = w.tracking_comments(2, &format!("review-{review} "));
+        assert_eq!(found.len(), 1, "one tracking comment: {found:?}");
+        assert!(
+            found[0].contains("Yes: a one-line test that calls `more()` would do."),
+            "{}",
+            found[0]
+        );
+        // No review-thread reply; the model got the request (not twice, as a review too), the
+        // pull request and its diff.
+        assert!(w.fake.review_comments(REPO, 2).is_empty());
+        let prompts = w.prompts();
+        assert!(prompts.contains("does `more` need a test?"), "{prompts}");
+        assert!(prompts.contains("in the body of a review"));
+        assert!(prompts.contains("+pub fn more() {}"));
+        assert!(!prompts.contains("## Reviews"), "{prompts}");
+        w.llm.assert_invariants();
+    }
+);
+
+app_test!(
+    an_issue_opened_with_the_trigger_is_answered_in_a_tracking_comment_on_it,
+    builder | builder | {
+        let Some(w) = world(builder, None).await else {
+            return;
+        };
+        let body = "add(2, 2) gives 0.\n\n@kodiai where is add defined?";
+        w.fake.add_issue(REPO, 1, "Adding is wrong", body, ASKER);
+        let mut payload = fixture("issues/opened.payload.json");
+        payload["issue"]["number"] = json!(1);
+        payload["issue"]["title"] = json!("Adding is wrong");
+        payload["issue"]["body"] = json!(body);
+        payload["installation"] = json!({"id": 1});
+        for at in ["/issue/user", "/sender"] {
+            payload.pointer_mut(at).unwrap()["login"] = json!(ASKER);
+        }
+        w.llm.push(Reply::text("In `src/lib.rs`, line 1."));
+        let job_id = w.deliver("issues", &payload).await.unwrap();
+        let job = w.run(&job_id).await;
+        let result = job.result.clone().unwrap_or_else(|| panic!("{job:?}"));
+        assert_eq!(result["decision"], "answered", "{result}");
+        assert_eq!(result["outcome"], "completed", "{result}");
+
+        assert!(
+            w.fake
+                .reactions(REPO)
+                .contains(&("issues/1".to_owned(), "eyes".to_owned())),
+            "{:?}",
+            w.fake.reactions(REPO)
+        );
+        let found = w.tracking_comments(1, "issue-1-");
+        assert_eq!(found.len(), 1, "one tracking comment: {found:?}");
+        assert!(
+            found[0].contains("In `src/lib.rs`, line 1."),
+            "{}",
+            found[0]
+        );
+        let prompts = w.prompts();
+        assert!(prompts.contains("where is add defined?"), "{prompts}");
+        assert!(prompts.contains("in the issue's description"));
+        // The issue's body is the request, given once, not again as the issue's text.
+        assert_eq!(
+            prompts.matches("add(2, 2) gives 0.").count(),
+            1,
+            "{prompts}"
+        );
+        w.llm.assert_invariants();
+    }
+);
+
+impl World {
+    /// The review jobs in the store, newest first.
+    async fn review_jobs(&self) -> Vec<Job> {
+        let filter = kodiai_store::JobFilter {
+            kind: Some("review".into()),
+            ..Default::default()
+        };
+        self.app
+            .state()
+            .store
+            .list_jobs(&filter, 50, None)
+            .await
+            .unwrap()
+            .data
+    }
+}
+
+app_test!(
+    review_this_on_a_pull_request_queues_a_review_job_and_says_so,
+    builder | builder | {
+        let Some(w) = world(builder, None).await else {
+            return;
+        };
+        let head = w.pull_request().await;
+        let (id, mut payload) = w.issue_mention(2, "@kodiai please review this.");
+        payload["issue"]["pull_request"] =
+            json!({"url": "https://api.github.com/repos/x/y/pulls/2"});
+        let job_id = w.deliver("issue_comment", &payload).await.unwrap();
+        let job = w.run(&job_id).await;
+        let result = job.result.clone().unwrap_or_else(|| panic!("{job:?}"));
+        assert_eq!(result["decision"], "review_queued", "{result}");
+
+        let reviews = w.review_jobs().await;
+        assert_eq!(reviews.len(), 1, "{reviews:?}");
+        let review = &reviews[0];
+        assert_eq!(result["review_job"], json!(review.id));
+        assert_eq!(review.installation_id, Some(1));
+        assert_eq!(
+            review.dedupe_key.as_deref(),
+            Some(format!("review-requested-by:{job_id}").as_str())
+        );
+        let spec = &review.payload;
+        assert_eq!(spec["repository"], REPO);
+        assert_eq!(spec["pull_number"], 2);
+        assert_eq!(spec["action"], "requested");
+        assert_eq!(spec["head_sha"], json!(head));
+        assert_eq!(spec["head_ref"], "feature");
+        assert_eq!(spec["base_ref"], "main");
+        assert_eq!(spec["draft"], false);
+        assert_eq!(spec["author"], ASKER);
+        assert_eq!(spec["sender"], ASKER);
+
+        assert!(
+            w.fake
+                .reactions(REPO)
+                .contains(&(format!("issues/comments/{id}"), "eyes".to_owned()))
+        );
+        let body = w.tracking_comment(2, id);
+        assert!(body.contains("Review queued"), "{body}");
+        assert!(body.contains(&review.id), "{body}");
+        // The review flow does the reviewing: no agent ran for the mention.
+        assert!(w.llm.requests().is_empty());
+    }
+);
+
+app_test!(
+    review_this_on_an_issue_answers_that_reviews_are_for_pull_requests,
+    builder | builder | {
+        let Some(w) = world(builder, None).await else {
+            return;
+        };
+        w.fake.add_issue(REPO, 1, "Q", "A question.", "octocat");
+        let (id, payload) = w.issue_mention(1, "@kodiai review");
+        let job_id = w.deliver("issue_comment", &payload).await.unwrap();
+        let job = w.run(&job_id).await;
+        let result = job.result.clone().unwrap_or_else(|| panic!("{job:?}"));
+        assert_eq!(result["decision"], "not_a_pull_request", "{result}");
+        assert!(w.review_jobs().await.is_empty());
+        let body = w.tracking_comment(1, id);
+        assert!(body.contains("Reviews are for pull requests"), "{body}");
+        assert!(w.llm.requests().is_empty());
+    }
+);
+
+const FORK: &str = "contributor/Hello-World";
+
+impl World {
+    /// Pull request 3 from `feature` of the fork [`FORK`] (its own bare repository), exposed as
+    /// `refs/pull/3/head` of the base as GitHub does; the fork's head commit.
+    async fn fork_pull_request(&self, maintainer_can_modify: bool) -> (BareRepo, String) {
+        let fork = self.git.create_repo(FORK).await;
+        fork.fetch_ref(&self.bare, &self.main, "refs/heads/feature")
+            .await;
+        let head = fork
+            .commit(
+                "feature",
+                &[("src/fork.rs", "pub fn fork() {}\n")],
+                "fork work",
+            )
+            .await;
+        self.bare.fetch_ref(&fork, &head, "refs/pull/3/head").await;
+        let base_url = self.git.url(REPO).to_string();
+        let fork_url = self.git.url(FORK).to_string();
+        self.fake.add_pull(
+            REPO,
+            3,
+            json!({
+                "title": "Fork work",
+                "body": "From a fork.",
+                "user": {"login": "contributor", "type": "User"},
+                "maintainer_can_modify": maintainer_can_modify,
+                "head": {"ref": "feature", "sha": head,
+                         "repo": {"full_name": FORK, "clone_url": fork_url}},
+                "base": {"ref": "main", "sha": self.main,
+                         "repo": {"full_name": REPO, "clone_url": base_url}},
+            }),
+        );
+        (fork, head)
+    }
+
+    /// The agent's script for "fix add", with a pull request at the end if `open_pull`.
+    fn script_fix(&self, open_pull: bool) {
+        self.llm
+            .push(Reply::tool_calls(&[(
+                "c1",
+                "edit_file",
+                json!({"path": "src/lib.rs", "old_text": "a - b", "new_text": "a + b"}),
+            )]))
+            .push(Reply::tool_calls(&[(
+                "c2",
+                "commit_and_push",
+                json!({"message": "Fix add: it subtracted"}),
+            )]));
+        if open_pull {
+            self.llm.push(Reply::tool_calls(&[(
+                "c3",
+                "create_pull_request",
+                json!({"title": "Fix add", "body": "`a - b` → `a + b`."}),
+            )]));
+        }
+        self.llm.push(Reply::text("Fixed `add`."));
+    }
+}
+
+app_test!(
+    fix_it_on_a_fork_pull_request_without_maintainer_edits_pushes_a_kodiai_branch_and_opens_a_pull_request,
+    builder | builder | {
+        let Some(w) = world(builder, Some("write:\n  enabled: true\n")).await else {
+            return;
+        };
+        let (fork, head) = w.fork_pull_request(false).await;
+        let (id, mut payload) = w.issue_mention(3, "@kodiai fix add please");
+        payload["issue"]["pull_request"] =
+            json!({"url": "https://api.github.com/repos/x/y/pulls/3"});
+        w.script_fix(true);
+        let job_id = w.deliver("issue_comment", &payload).await.unwrap();
+        let job = w.run(&job_id).await;
+        let result = job.result.clone().unwrap_or_else(|| panic!("{job:?}"));
+        assert_eq!(result["outcome"], "completed", "{result}");
+
+        // Nothing reached the fork; kodiai's branch in the base builds on the fork's head.
+        assert_eq!(fork.rev_parse("refs/heads/feature").await.unwrap(), head);
+        let pulls = w.fake.created_pulls(REPO);
+        assert_eq!(pulls.len(), 1, "{pulls:?}");
+        let branch = pulls[0]["head"]["ref"].as_str().unwrap().to_owned();
+        assert_eq!(branch, "kodiai/pr-3-fork-work");
+        assert_eq!(pulls[0]["base"]["ref"], "main");
+        let tip = w
+            .bare
+            .rev_parse(&format!("refs/heads/{branch}"))
+            .await
+            .expect("kodiai's branch was pushed to the base repository");
+        assert_eq!(w.bare.show(&tip, "%P").await, head, "on top of the fork's head");
+        assert!(w.bare.file(&tip, "src/lib.rs").await.contains("a + b"));
+        assert_eq!(w.bare.file(&tip, "src/fork.rs").await, "pub fn fork() {}\n");
+        assert!(w.bare.rev_parse("refs/heads/feature").await.is_none());
+        let pr_body = pulls[0]["body"].as_str().unwrap();
+        assert!(pr_body.contains("Builds on #3"), "{pr_body}");
+        assert!(!pr_body.contains("Closes"), "{pr_body}");
+        let body = w.tracking_comment(3, id);
+        let number = pulls[0]["number"].as_u64().unwrap();
+        assert!(body.contains(&format!("pull request #{number}")), "{body}");
+        assert!(body.contains(&format!("pushed to `{branch}`")), "{body}");
+    }
+);
+
+app_test!(
+    fix_it_on_a_fork_pull_request_that_allows_maintainer_edits_pushes_to_the_forks_branch,
+    builder | builder | {
+        let Some(w) = world(builder, Some("write:\n  enabled: true\n")).await else {
+            return;
+        };
+        let (fork, head) = w.fork_pull_request(true).await;
+        let (id, mut payload) = w.issue_mention(3, "@kodiai fix add please");
+        payload["issue"]["pull_request"] =
+            json!({"url": "https://api.github.com/repos/x/y/pulls/3"});
+        w.script_fix(false);
+        let job_id = w.deliver("issue_comment", &payload).await.unwrap();
+        let job = w.run(&job_id).await;
+        let result = job.result.clone().unwrap_or_else(|| panic!("{job:?}"));
+        assert_eq!(result["outcome"], "completed", "{result}");
+
+        let tip = fork.rev_parse("refs/heads/feature").await.unwrap();
+        assert_ne!(tip, head, "a commit was pushed to the fork's branch");
+        assert_eq!(fork.show(&tip, "%P").await, head);
+        assert!(fork.file(&tip, "src/lib.rs").await.contains("a + b"));
+        // No branch of kodiai's, and no pull request to open (the tool is not even offered).
+        assert!(
+            w.bare
+                .rev_parse("refs/heads/kodiai/pr-3-fork-work")
+                .await
+                .is_none()
+        );
+        assert!(w.fake.created_pulls(REPO).is_empty());
+        assert!(!w.prompts().contains("create_pull_request"));
+        let body = w.tracking_comment(3, id);
+        assert!(body.contains("pushed to `feature`"), "{body}");
     }
 );

@@ -182,7 +182,7 @@ pub async fn answer(
     }
 }
 
-fn tracking_id(tracking: &TrackingComment) -> u64 {
+pub(super) fn tracking_id(tracking: &TrackingComment) -> u64 {
     match tracking.place {
         crate::github_tools::CommentPlace::Issue { comment_id }
         | crate::github_tools::CommentPlace::ReviewThread { comment_id } => comment_id,
@@ -191,7 +191,11 @@ fn tracking_id(tracking: &TrackingComment) -> u64 {
 
 /// 👀 on what triggered the mention, once. GitHub has no reactions on review bodies: those get
 /// it on the pull request. A failed reaction is logged, not fatal.
-async fn react(ctx: &JobContext, scope: &GithubScope, job: &MentionJob) -> Result<(), JobError> {
+pub(super) async fn react(
+    ctx: &JobContext,
+    scope: &GithubScope,
+    job: &MentionJob,
+) -> Result<(), JobError> {
     if ctx.step(REACTION).await?.is_some() {
         return Ok(());
     }
@@ -399,11 +403,11 @@ async fn run_agent(
             checkout: Arc::clone(checkout),
             policy: config.write.clone(),
             target: push_target,
-            co_author: Identity::new(
-                job.sender.clone(),
-                format!("{}@users.noreply.github.com", job.sender),
-            ),
+            co_author: co_author(job),
             closes_issue: (!job.is_pull_request).then_some(job.number),
+            // A pull request kodiai opens from a pull request's work: its own branch, because
+            // the fork's may not be pushed to.
+            builds_on_pull: job.is_pull_request.then_some(job.number),
             changes: Arc::clone(changes),
         });
         tools.push(Arc::new(CommitAndPush::new(Arc::clone(&access))));
@@ -447,6 +451,17 @@ async fn run_agent(
         model: model_name,
         left_out: gathered.left_out,
     })
+}
+
+/// The requester as a commit co-author: GitHub's noreply address `ID+login@…`, which links the
+/// commit to the account even after a rename; the plain `login@…` form for jobs queued before
+/// the id was recorded.
+fn co_author(job: &MentionJob) -> Identity {
+    let email = match job.sender_id {
+        Some(id) => format!("{id}+{}@users.noreply.github.com", job.sender),
+        None => format!("{}@users.noreply.github.com", job.sender),
+    };
+    Identity::new(job.sender.clone(), email)
 }
 
 /// The user message: the context, the request, and how to work.

@@ -71,6 +71,32 @@ pub fn failed_early(what: &str) -> String {
     format!("**kodiai could not start:** {what}\n\nNothing was changed in the repository.\n")
 }
 
+/// The first text of the tracking comment of a mention that asks for a review.
+pub fn queuing_review() -> String {
+    "Queuing a review of this pull request…".to_owned()
+}
+
+/// A review was queued as job `job_id`, of the head `head_sha`.
+pub fn review_queued(job_id: &str, head_sha: &str) -> String {
+    format!(
+        "Review queued (job `{job_id}`) for the head `{}`; the review will be posted on this \
+         pull request.\n",
+        head_sha.chars().take(12).collect::<String>()
+    )
+}
+
+/// "Review this" on an issue.
+pub fn review_needs_a_pull_request() -> String {
+    "Reviews are for pull requests: this is an issue, so there is nothing to review. Ask again \
+     on a pull request, or ask a question here.\n"
+        .to_owned()
+}
+
+/// "Review this" on a pull request that is not open.
+pub fn review_of_a_closed_pull_request(state: &str) -> String {
+    format!("This pull request is {state}: kodiai reviews open pull requests only.\n")
+}
+
 fn changes_section(changes: &Changes) -> String {
     if changes.commits.is_empty() && changes.pull_request.is_none() && changes.comments.is_empty() {
         return String::new();

@@ -11,6 +11,8 @@ mod answer;
 mod context;
 mod render;
 mod review_request;
+
+pub use review_request::REQUESTED_ACTION;
 mod tracking;
 
 use std::sync::Arc;

@@ -76,6 +76,11 @@ fn skip_reason(config: &RepoConfig, job: &ReviewJob) -> Option<String> {
     if !review.enabled {
         return Some("reviews are turned off in .kodiai.yml".into());
     }
+    // Someone allowed to ask for it asked (`@kodiai review this`): review.on, skip_drafts and
+    // skip_authors say which pull requests are reviewed unasked, not which may be.
+    if job.action == super::mention::REQUESTED_ACTION {
+        return None;
+    }
     let action = serde_json::from_value::<ReviewAction>(Value::String(job.action.clone())).ok();
     if !action.is_some_and(|a| review.on.contains(&a)) {
         return Some(format!(
@@ -93,4 +98,43 @@ fn skip_reason(config: &RepoConfig, job: &ReviewJob) -> Option<String> {
         ));
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(action: &str, draft: bool, author: &str) -> ReviewJob {
+        ReviewJob {
+            delivery_id: "d1".into(),
+            installation_id: Some(1),
+            repository: "o/r".into(),
+            pull_number: 2,
+            action: action.into(),
+            head_sha: "a".repeat(40),
+            head_ref: "feature".into(),
+            base_ref: "main".into(),
+            draft,
+            author: author.into(),
+            sender: "asker".into(),
+        }
+    }
+
+    #[test]
+    fn an_asked_for_review_passes_the_gates_of_unasked_ones_but_not_a_turned_off_review() {
+        let mut config = RepoConfig::default();
+        config.review.skip_drafts = true;
+        config.review.skip_authors = vec!["dependabot[bot]".into()];
+        for (action, draft, author) in [
+            ("requested", true, "someone"),
+            ("requested", false, "dependabot[bot]"),
+        ] {
+            assert_eq!(skip_reason(&config, &job(action, draft, author)), None);
+        }
+        assert!(skip_reason(&config, &job("opened", true, "someone")).is_some());
+        assert!(skip_reason(&config, &job("opened", false, "dependabot[bot]")).is_some());
+        assert!(skip_reason(&config, &job("labeled", false, "someone")).is_some());
+        config.review.enabled = false;
+        assert!(skip_reason(&config, &job("requested", false, "someone")).is_some());
+    }
 }

@@ -405,7 +405,7 @@ impl InstallationClient {
     }
 }
 
-// The review context (issue 8): linked issues and files of the base branch.
+// Issues (the review's linked issues, the mention's context) and files of the base branch.
 
 /// `GET /repos/{owner}/{repo}/issues/{number}`: an issue (or a pull request, which GitHub also
 /// answers here, with `pull_request` set).
@@ -418,6 +418,10 @@ pub struct Issue {
     pub body: Option<String>,
     #[serde(default)]
     pub state: String,
+    pub user: Option<User>,
+    #[serde(default)]
+    pub created_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Present when the issue is a pull request.
     #[serde(default)]
     pub pull_request: Option<serde_json::Value>,
 }

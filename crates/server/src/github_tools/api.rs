@@ -1,5 +1,5 @@
 //! The REST calls of the mention flow and the GitHub tools that `kodiai-github`'s `rest.rs` does
-//! not have yet: an issue, one conversation or review-thread comment, a pull request's reviews
+//! not have yet: one conversation or review-thread comment, a pull request's reviews
 //! and review comments, the fields of a repository and a pull request that decide where a fix is
 //! pushed, and opening a pull request. Built on the client's public `call`/`request`/`paginate`,
 //! so retries, the governor and metrics apply as for every other call.
@@ -12,21 +12,6 @@ use serde::Deserialize;
 
 /// Review comments and reviews of one pull request that kodiai reads back.
 const MAX_REVIEW_ITEMS: usize = 3000;
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct Issue {
-    pub number: u64,
-    #[serde(default)]
-    pub title: String,
-    #[serde(default)]
-    pub body: Option<String>,
-    pub user: Option<User>,
-    #[serde(default)]
-    pub created_at: Option<DateTime<Utc>>,
-    /// Present when the issue is a pull request.
-    #[serde(default)]
-    pub pull_request: Option<serde_json::Value>,
-}
 
 /// A comment on a line of a pull request's diff.
 #[derive(Debug, Clone, Deserialize)]
@@ -117,22 +102,6 @@ pub struct CreatedPull {
     pub number: u64,
     #[serde(default)]
     pub html_url: String,
-}
-
-pub async fn get_issue(
-    client: &InstallationClient,
-    owner: &str,
-    repo: &str,
-    number: u64,
-) -> Result<Issue> {
-    let n = number.to_string();
-    client
-        .request(client.call(
-            Method::GET,
-            "/repos/{owner}/{repo}/issues/{number}",
-            &["repos", owner, repo, "issues", &n],
-        ))
-        .await
 }
 
 pub async fn get_issue_comment(

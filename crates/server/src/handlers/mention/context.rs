@@ -116,7 +116,7 @@ pub async fn gather(
         let _ = write!(text, "{}\n\n", clean(body));
         (title, Some(pull))
     } else {
-        let issue = api::get_issue(client, owner, repo, job.number).await?;
+        let issue = client.get_issue(owner, repo, job.number).await?;
         let title = clean(&issue.title);
         let _ = write!(
             text,

@@ -10,7 +10,7 @@ use kodiai::jobs::{Handlers, Outcome, Worker, WorkerSettings};
 use kodiai_protocol::{DeliveryOutcome, Job, WebhookAck};
 use kodiai_test_support::git::{BareRepo, GitFixture, assert_secret_absent, git};
 use kodiai_test_support::github::FakeGithub;
-use kodiai_test_support::llm::{Api, FakeLlm, Reply};
+use kodiai_test_support::llm::{Api, FakeError, FakeLlm, Reply};
 use kodiai_test_support::webhooks::{Delivery, fixture};
 use kodiai_test_support::{TestApp, TestAppBuilder, app_test};
 use serde_json::{Value, json};
@@ -948,5 +948,51 @@ app_test!(
         assert!(!w.prompts().contains("create_pull_request"));
         let body = w.tracking_comment(3, id);
         assert!(body.contains("pushed to `feature`"), "{body}");
+    }
+);
+
+app_test!(
+    a_model_that_fails_midway_ends_the_tracking_comment_with_what_failed_and_what_was_done,
+    builder | builder | {
+        let Some(w) = world(builder, None).await else {
+            return;
+        };
+        w.fake
+            .add_issue(REPO, 1, "Adding is wrong", "add(2, 2) gives 0.", "octocat");
+        let (id, payload) = w.issue_mention(1, "@kodiai why does add(2, 2) give 0?");
+        w.llm
+            .push(Reply::tool_calls(&[(
+                "c1",
+                "read_file",
+                json!({"path": "src/lib.rs"}),
+            )]))
+            .push(Reply::error(FakeError::Status(
+                400,
+                "the model refused".into(),
+            )));
+        let job_id = w.deliver("issue_comment", &payload).await.unwrap();
+        let job = w.run(&job_id).await;
+        assert_eq!(job.state, kodiai_protocol::JobState::Failed, "{job:?}");
+        let body = w.tracking_comment(1, id);
+        assert!(body.contains("**kodiai could not finish:**"), "{body}");
+        assert!(
+            body.contains("Nothing was changed in the repository."),
+            "{body}"
+        );
+        for never in ["panicked", "backtrace", "sk-ant-test", "sk-test"] {
+            assert!(!body.contains(never), "{never}: {body}");
+        }
+        // One tracking comment, no second one for the failure.
+        let comments = w.fake.issue_comments(REPO, 1);
+        assert_eq!(
+            comments
+                .iter()
+                .filter(|c| c["body"]
+                    .as_str()
+                    .is_some_and(|b| b.contains("kodiai:mention:")))
+                .count(),
+            1,
+            "{comments:?}"
+        );
     }
 );

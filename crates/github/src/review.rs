@@ -235,6 +235,14 @@ impl Pull<'_> {
         let mut call = self
             .client
             .call(Method::POST, REVIEWS, &self.segments(&["reviews"]));
+        // Probes leave kodiai too: their comment bodies pass the same gate as the review's.
+        let comments: Vec<NewReviewComment> = comments
+            .iter()
+            .map(|c| NewReviewComment {
+                body: self.client.gate(&c.body),
+                ..(*c).clone()
+            })
+            .collect();
         // No `event`: the review stays PENDING, seen by nobody but its author.
         call.body = body(&serde_json::json!({
             "commit_id": commit_id,

@@ -267,3 +267,32 @@ async fn a_refused_review_without_comments_is_an_error() {
     assert_eq!(fake.requests_to("POST", REVIEWS).len(), 1);
     assert!(fake.reviews("o/r", 5).is_empty());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_token_in_a_comment_never_leaves_in_a_probe_either() {
+    let fake = fake_with_pull().await;
+    fake.reject_review_line("o/r", "src/a.rs", 30);
+    let client = installation(&fake);
+    // Built at run time, so that no token-shaped string is committed.
+    let token = format!("ghp_{}", "Zq8".repeat(12));
+    let mut comments = five_comments();
+    comments[1].body = format!("use {token} here");
+    post_review(&client, "o", "r", 5, review(comments), &[])
+        .await
+        .unwrap();
+    let probes = fake
+        .requests_to("POST", REVIEWS)
+        .into_iter()
+        .filter(|r| r.body.get("event").is_none())
+        .count();
+    assert!(probes > 0, "the refusal made probes");
+    for request in fake.requests() {
+        assert!(
+            !request.body.to_string().contains(&token),
+            "{} {}: {}",
+            request.method,
+            request.path,
+            request.body
+        );
+    }
+}

@@ -7,6 +7,11 @@
 //! again right before posting. The step is recorded right after the post, then the store's
 //! record (last reviewed head, fingerprints), which a re-run writes again from the step.
 //!
+//! A review a mention asked for (`requested`) is one more review of its head: its marker is
+//! keyed by the mention's delivery too (so "review this" on a reviewed head reviews again),
+//! findings earlier reviews posted are not repeated, and a clean result is an APPROVE whose
+//! body carries the marker.
+//!
 //! Incremental (`synchronize` with `review.incremental`): the prompt shows the diff from the
 //! last reviewed commit to the head (real git in the worktree) instead of the whole pull
 //! request; anchors are still checked against the pull request's diff, which is what GitHub
@@ -79,7 +84,16 @@ pub(crate) async fn review(
         number: job.pull_number,
         own_handles: work.own_handles().to_vec(),
     };
-    let marker = post::review_marker(&job.repository, job.pull_number, &job.head_sha);
+    let marker = if requested(job) {
+        post::requested_review_marker(
+            &job.repository,
+            job.pull_number,
+            &job.head_sha,
+            &job.delivery_id,
+        )
+    } else {
+        post::review_marker(&job.repository, job.pull_number, &job.head_sha)
+    };
     if let Some(done) = already_posted(ctx, &scope, job, &marker).await? {
         return Ok(done);
     }
@@ -156,7 +170,7 @@ async fn already_posted(
         remember(ctx, job, &done).await?;
         return Ok(Some(done));
     }
-    let Some(review_id) = post::find_posted(scope, marker, &job.head_sha)
+    let Some(review_id) = post::find_posted(scope, marker, &job.head_sha, !requested(job))
         .await
         .map_err(github_error)?
     else {
@@ -207,6 +221,11 @@ async fn remember(ctx: &JobContext, job: &ReviewJob, done: &Value) -> Result<(),
     };
     ctx.store().record_review(&record, ctx.now()).await?;
     Ok(())
+}
+
+/// Whether a mention asked for this review (it is one more review of its head).
+fn requested(job: &ReviewJob) -> bool {
+    job.action == crate::handlers::mention::REQUESTED_ACTION
 }
 
 fn failed(what: &str, e: &kodiai_github::client::Error) -> JobError {
@@ -280,7 +299,8 @@ async fn review_in(
     )
     .await?;
 
-    let posted_before = if config.review.incremental {
+    // A review asked for again does not repeat what earlier reviews said either.
+    let posted_before = if config.review.incremental || requested(job) {
         ctx.store()
             .posted_fingerprints(&job.repository, job.pull_number)
             .await?
@@ -311,8 +331,14 @@ async fn review_in(
         return Ok(done);
     }
     let clean = report.findings.is_empty() && stopped.is_none();
-    let (event, body) = if clean && config.review.approve_when_clean {
+    let (event, body) = if clean && config.review.approve_when_clean && !requested(job) {
         ("APPROVE", None)
+    } else if clean && config.review.approve_when_clean {
+        // Its marker tells a re-run that this approval is the one it posted.
+        (
+            "APPROVE",
+            Some(format!("{marker}\nkodiai found nothing to comment on.")),
+        )
     } else {
         let mut text = scope.gate(report.summary.trim());
         if text.is_empty() {

@@ -21,6 +21,21 @@ pub(crate) fn review_marker(repository: &str, number: u64, head_sha: &str) -> St
     )
 }
 
+/// The marker of a review someone asked for in a mention: one more review of its head, keyed
+/// by the mention's delivery as well, so that asking again reviews again while a re-run of one
+/// request still finds the review it posted.
+pub(crate) fn requested_review_marker(
+    repository: &str,
+    number: u64,
+    head_sha: &str,
+    delivery_id: &str,
+) -> String {
+    format!(
+        "<!-- kodiai:review:{}#{number}@{head_sha}:requested:{delivery_id} -->",
+        repository.to_lowercase()
+    )
+}
+
 /// The marker of the comment a failed review leaves (one per pull request and head).
 pub(crate) fn failure_marker(repository: &str, number: u64, head_sha: &str) -> String {
     format!(
@@ -30,11 +45,14 @@ pub(crate) fn failure_marker(repository: &str, number: u64, head_sha: &str) -> S
 }
 
 /// A review kodiai already posted for this head: one whose body carries `marker`, or, for a
-/// clean pull request's APPROVE (which has no body), an approval of `head_sha` by kodiai.
+/// clean pull request's APPROVE (which has no body), an approval of `head_sha` by kodiai
+/// (`approval_counts`; a requested review's APPROVE carries its marker, so an earlier approval
+/// of the head is not it).
 pub(crate) async fn find_posted(
     scope: &GithubScope,
     marker: &str,
     head_sha: &str,
+    approval_counts: bool,
 ) -> Result<Option<u64>, kodiai_github::client::Error> {
     let reviews = api::list_reviews(&scope.client, &scope.owner, &scope.repo, scope.number).await?;
     let ours = |login: &str| {
@@ -49,7 +67,8 @@ pub(crate) async fn find_posted(
         .find(|r| {
             r.state != "PENDING"
                 && (r.body.as_deref().is_some_and(|b| b.contains(marker))
-                    || (r.state == "APPROVED"
+                    || (approval_counts
+                        && r.state == "APPROVED"
                         && r.body.as_deref().is_none_or(|b| b.trim().is_empty())
                         && r.commit_id.as_deref() == Some(head_sha)
                         && r.user.as_ref().is_some_and(|u| ours(&u.login))))

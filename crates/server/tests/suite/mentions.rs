@@ -4,106 +4,37 @@
 //! instruction or a late edit reaching the model, a token reaching GitHub, a loop, a second
 //! answer.
 
-use std::sync::Arc;
-
-use kodiai::jobs::{Handlers, Outcome, Worker, WorkerSettings};
 use kodiai_protocol::{DeliveryOutcome, Job, WebhookAck};
-use kodiai_test_support::git::{BareRepo, GitFixture, assert_secret_absent, git};
-use kodiai_test_support::github::FakeGithub;
-use kodiai_test_support::llm::{Api, FakeError, FakeLlm, Reply};
+use kodiai_test_support::git::{BareRepo, assert_secret_absent, git};
+use kodiai_test_support::llm::{FakeError, Reply};
 use kodiai_test_support::webhooks::{Delivery, fixture};
-use kodiai_test_support::{TestApp, TestAppBuilder, app_test};
+use kodiai_test_support::{TestAppBuilder, app_test};
 use serde_json::{Value, json};
 
-const REPO: &str = "Codertocat/Hello-World";
+use super::common::{REPO, World};
+
 const ASKER: &str = "Codertocat";
 
 /// A token planted in the repository and in an issue: it must never reach GitHub.
 const PLANTED: &str = "ghp_PlantedTokenAbcdefghijklmnopqrstuvwx12";
 
-struct World {
-    fake: FakeGithub,
-    llm: FakeLlm,
-    git: GitFixture,
-    bare: BareRepo,
-    app: TestApp,
-    main: String,
-}
-
+/// The world of these tests: the asker may write to [`REPO`], which holds [`PLANTED`].
 async fn world(builder: TestAppBuilder, kodiai_yml: Option<&str>) -> Option<World> {
-    let fake = FakeGithub::start().await;
-    let llm = FakeLlm::start(Api::Anthropic).await;
-    let git = GitFixture::start().await;
-    let bare = git.create_repo(REPO).await;
-    let main = bare
-        .commit(
-            "main",
-            &[
-                ("README.md", "# Hello Wrold\n"),
-                (
-                    "src/lib.rs",
-                    "pub fn add(a: i32, b: i32) -> i32 {\n    a - b\n}\n",
-                ),
-                ("config/dev.env", &format!("GITHUB_TOKEN={PLANTED}\n")),
-            ],
-            "initial",
-        )
-        .await;
-    fake.add_repo(REPO, "main");
-    fake.set_clone_url(REPO, git.url(REPO).as_str());
-    fake.installation_token(&git.token);
-    fake.set_permission(REPO, ASKER, "write");
-    if let Some(text) = kodiai_yml {
-        fake.put_file(REPO, ".kodiai.yml", text);
-    }
-    let app = builder
-        .github_app(&fake)
-        .env("KODIAI_WORKERS", "0")
-        .env("GITHUB_APP_SLUG", "kodiai")
-        .env("KODIAI_MODEL", "anthropic/claude-sonnet-4-5")
-        .env("ANTHROPIC_API_KEY", "sk-ant-test-not-a-real-key")
-        .env("ANTHROPIC_BASE_URL", &llm.base_url())
-        .spawn()
-        .await?;
-    Some(World {
-        fake,
-        llm,
-        git,
-        bare,
-        app,
-        main,
-    })
+    let planted = format!("GITHUB_TOKEN={PLANTED}\n");
+    let files = [
+        ("README.md", "# Hello Wrold\n"),
+        (
+            "src/lib.rs",
+            "pub fn add(a: i32, b: i32) -> i32 {\n    a - b\n}\n",
+        ),
+        ("config/dev.env", planted.as_str()),
+    ];
+    let w = World::start(builder, &files, kodiai_yml).await?;
+    w.fake.set_permission(REPO, ASKER, "write");
+    Some(w)
 }
 
 impl World {
-    /// Sends `payload` as `event`; the job it made, if any.
-    async fn deliver(&self, event: &str, payload: &Value) -> Option<String> {
-        let response = self.app.send_webhook(event, payload).await;
-        assert_eq!(response.status(), 202);
-        let ack: WebhookAck = response.json().await.unwrap();
-        match ack.outcome {
-            DeliveryOutcome::Job { job_id } => Some(job_id),
-            _ => None,
-        }
-    }
-
-    /// Runs the next queued job with kodiai's own handlers, as a worker does; the job after.
-    async fn run(&self, job_id: &str) -> Job {
-        let state = self.app.state();
-        let handlers = Handlers::for_config(&state.config, &state.store, &state.clock)
-            .await
-            .unwrap();
-        let worker = Worker::new(
-            state.store.clone(),
-            handlers,
-            Arc::new(WorkerSettings::from_config(&state.config.jobs)),
-            state.clock.clone(),
-        );
-        let outcome = worker.try_execute_job().await.unwrap();
-        assert!(matches!(outcome, Outcome::Completed { .. }), "{outcome:?}");
-        state.store.job(job_id).await.unwrap().unwrap()
-    }
-
     /// An issue with a comment by the asker that mentions kodiai, as delivered.
     fn issue_mention(&self, number: u64, body: &str) -> (u64, Value) {
         let id = self.fake.add_issue_comment(REPO, number, ASKER, body);
@@ -167,16 +98,6 @@ impl World {
             .collect();
         assert_eq!(found.len(), 1, "one tracking comment: {found:?}");
         found[0].clone()
-    }
-
-    /// Every request the fake model got, as one text.
-    fn prompts(&self) -> String {
-        self.llm
-            .requests()
-            .iter()
-            .map(|r| r.body.to_string())
-            .collect::<Vec<_>>()
-            .join("\n")
     }
 
     /// Everything sent to the fake GitHub: paths, queries and bodies.

@@ -34,7 +34,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::{AgentRun, EVENT_BUFFER, Limits, RunOutcome};
+use crate::agent::{AgentRun, EVENT_BUFFER, Limits, RunOutcome, stopped};
 
 /// Which engine runs a task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -582,25 +582,6 @@ async fn finish(
         turns: tracker.turns,
         usage,
         cost_usd,
-    }
-}
-
-/// Waits until the run must stop from outside: cancellation, the deadline, or the reader gone.
-async fn stopped(
-    cancel: &CancellationToken,
-    deadline: Option<Instant>,
-    reader: &mpsc::Sender<AgentEvent>,
-) -> FinishReason {
-    let timeout = async {
-        match deadline {
-            Some(deadline) => tokio::time::sleep_until(deadline).await,
-            None => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        () = cancel.cancelled() => FinishReason::Cancelled,
-        () = reader.closed() => FinishReason::Cancelled,
-        () = timeout => FinishReason::Timeout,
     }
 }
 

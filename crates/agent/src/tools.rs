@@ -14,7 +14,7 @@ mod command;
 mod confine;
 mod files;
 mod git;
-mod process;
+pub(crate) mod process;
 mod registry;
 mod search;
 #[cfg(test)]

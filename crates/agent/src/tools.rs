@@ -193,6 +193,16 @@ impl Default for WorkspaceToolOptions {
     }
 }
 
+impl WorkspaceToolOptions {
+    /// The defaults, with `run_command` (on its defaults) enabled if `run_command`.
+    pub fn with_run_command(run_command: bool) -> Self {
+        Self {
+            run_command: run_command.then(RunCommandOptions::default),
+            ..Self::default()
+        }
+    }
+}
+
 /// The built-in tools over one workspace: the file and git tools, and `run_command` when
 /// `options.run_command` enables it (probing once whether its network can be cut).
 pub async fn workspace_tools(

@@ -17,9 +17,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kodiai_agent::tools::{
-    RunCommandOptions, ToolRegistry, ToolRouter, WorkspaceRoot, WorkspaceToolOptions,
-};
+use kodiai_agent::tools::{ToolRegistry, ToolRouter, WorkspaceRoot, WorkspaceToolOptions};
 use kodiai_agent::workspace::{Checkout, CheckoutRequest, Remote, Target};
 use kodiai_agent::{Limits, Task};
 use kodiai_github::client::InstallationClient;
@@ -464,15 +462,7 @@ async fn run_agent(
 ) -> Result<AgentReport, JobError> {
     let root = WorkspaceRoot::new(checkout.path())
         .map_err(|e| JobError::permanent(format!("the worktree is unusable: {e}")))?;
-    let options = WorkspaceToolOptions {
-        run_command: config
-            .settings
-            .allowed_tools
-            .iter()
-            .any(|t| t == "run_command")
-            .then(RunCommandOptions::default),
-        ..WorkspaceToolOptions::default()
-    };
+    let options = WorkspaceToolOptions::with_run_command(config.settings.allows("run_command"));
     let findings = SharedFindings::default();
     let mut tools = kodiai_agent::tools::workspace_tools(&root, &options).await;
     tools.push(Arc::new(CreateInlineComment::new(

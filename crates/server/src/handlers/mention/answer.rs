@@ -90,14 +90,7 @@ pub async fn answer(
     if let Some(done) = ctx.step(ANSWERED).await? {
         return Ok(done);
     }
-    let (owner, repo) = super::super::split_repository(&job.repository)?;
-    let scope = GithubScope {
-        client,
-        owner: owner.to_owned(),
-        repo: repo.to_owned(),
-        number: job.number,
-        own_handles: work.own_handles().to_vec(),
-    };
+    let scope = work.scope(client, &job.repository, job.number)?;
     react(ctx, &scope, job).await?;
     let tracking = Arc::new(tracking::open(ctx, &scope, job, &render::working()).await?);
     let started = Instant::now();

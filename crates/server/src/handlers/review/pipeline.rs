@@ -35,7 +35,7 @@ use crate::github_tools::{
     CreateInlineComment, Finding, GetCiStatus, GithubScope, JobProgress, SharedFindings, api,
     findings_of,
 };
-use crate::handlers::{GithubWork, github_error, split_repository};
+use crate::handlers::{GithubWork, github_error};
 use crate::jobs::{JobContext, JobError};
 use crate::repo_config::RepoConfig;
 
@@ -69,14 +69,7 @@ pub(crate) async fn review(
     job: &ReviewJob,
     config: &RepoConfig,
 ) -> Result<Value, JobError> {
-    let (owner, repo) = split_repository(&job.repository)?;
-    let scope = GithubScope {
-        client,
-        owner: owner.to_owned(),
-        repo: repo.to_owned(),
-        number: job.pull_number,
-        own_handles: work.own_handles().to_vec(),
-    };
+    let scope = work.scope(client, &job.repository, job.pull_number)?;
     let marker = post::review_marker(&job.repository, job.pull_number, &job.head_sha);
     if let Some(done) = already_posted(ctx, &scope, job, &marker).await? {
         return Ok(done);
@@ -88,10 +81,16 @@ pub(crate) async fn review(
     let model = work
         .model(config.model.as_deref(), &ctx.job().id)
         .map_err(|e| JobError::permanent(format!("no model is available ({e})")))?;
-    let input = fetch_review_input(&scope.client, owner, repo, job.pull_number, &config.review)
-        .await
-        .map_err(|e| failed("reading the pull request from GitHub", &e))?;
-    let repository = api::get_repository(&scope.client, owner, repo)
+    let input = fetch_review_input(
+        &scope.client,
+        &scope.owner,
+        &scope.repo,
+        job.pull_number,
+        &config.review,
+    )
+    .await
+    .map_err(|e| failed("reading the pull request from GitHub", &e))?;
+    let repository = api::get_repository(&scope.client, &scope.owner, &scope.repo)
         .await
         .map_err(|e| failed("reading the repository from GitHub", &e))?;
     let url_text = repository

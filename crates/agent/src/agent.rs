@@ -295,8 +295,9 @@ fn token_usage(usage: &Usage) -> TokenUsage {
 }
 
 /// Waits until the run must stop from outside: cancellation, the deadline, or the reader gone
-/// (the [`AgentRun`] was dropped, which counts as a cancellation).
-async fn stopped(
+/// (the [`AgentRun`] was dropped, which counts as a cancellation). The CLI backends stop by it
+/// too.
+pub(crate) async fn stopped(
     cancel: &CancellationToken,
     deadline: Option<Instant>,
     reader: &mpsc::Sender<AgentEvent>,

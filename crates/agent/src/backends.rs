@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use kodiai_llm::{Message, PriceTable, Usage};
 use kodiai_protocol::{AgentEvent, FinishReason, TokenUsage, ToolCall};
-use process_wrap::tokio::{ChildWrapper, CommandWrap, ProcessGroup};
+use process_wrap::tokio::{CommandWrap, ProcessGroup};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
@@ -34,7 +34,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::{AgentRun, EVENT_BUFFER, Limits, RunOutcome};
+use crate::agent::{AgentRun, EVENT_BUFFER, Limits, RunOutcome, stopped};
+use crate::tools::process::GroupGuard;
 
 /// Which engine runs a task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -498,20 +499,6 @@ const EXIT_GRACE: Duration = Duration::from_secs(10);
 /// How long stderr may stay open after the group was killed (a process that left the group).
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
-/// Kills the group when dropped before the child was reaped (the run's future was dropped).
-struct GroupGuard {
-    child: Box<dyn ChildWrapper>,
-    reaped: bool,
-}
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        if !self.reaped {
-            let _ = self.child.start_kill();
-        }
-    }
-}
-
 struct Emitter {
     sender: mpsc::Sender<AgentEvent>,
     detached: bool,
@@ -582,25 +569,6 @@ async fn finish(
         turns: tracker.turns,
         usage,
         cost_usd,
-    }
-}
-
-/// Waits until the run must stop from outside: cancellation, the deadline, or the reader gone.
-async fn stopped(
-    cancel: &CancellationToken,
-    deadline: Option<Instant>,
-    reader: &mpsc::Sender<AgentEvent>,
-) -> FinishReason {
-    let timeout = async {
-        match deadline {
-            Some(deadline) => tokio::time::sleep_until(deadline).await,
-            None => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        () = cancel.cancelled() => FinishReason::Cancelled,
-        () = reader.closed() => FinishReason::Cancelled,
-        () = timeout => FinishReason::Timeout,
     }
 }
 

@@ -14,7 +14,7 @@ mod command;
 mod confine;
 mod files;
 mod git;
-mod process;
+pub(crate) mod process;
 mod registry;
 mod search;
 #[cfg(test)]
@@ -189,6 +189,16 @@ impl Default for WorkspaceToolOptions {
         Self {
             git_timeout: Duration::from_secs(30),
             run_command: None,
+        }
+    }
+}
+
+impl WorkspaceToolOptions {
+    /// The defaults, with `run_command` (on its defaults) enabled if `run_command`.
+    pub fn with_run_command(run_command: bool) -> Self {
+        Self {
+            run_command: run_command.then(RunCommandOptions::default),
+            ..Self::default()
         }
     }
 }

@@ -21,6 +21,7 @@ use serde_json::json;
 
 use crate::config::Config;
 use crate::github::build_client;
+use crate::github_tools::GithubScope;
 use crate::jobs::{Clock, Handlers, JobContext, JobError};
 use crate::repo_config::{self, RepoConfig};
 
@@ -153,6 +154,24 @@ impl GithubWork {
 
     pub(crate) fn own_handles(&self) -> &[String] {
         &self.own_handles
+    }
+
+    /// Where a job's tools act: issue or pull request `number` of `repository` (`owner/name`),
+    /// as `client`.
+    pub(crate) fn scope(
+        &self,
+        client: InstallationClient,
+        repository: &str,
+        number: u64,
+    ) -> Result<GithubScope, JobError> {
+        let (owner, repo) = split_repository(repository)?;
+        Ok(GithubScope {
+            client,
+            owner: owner.to_owned(),
+            repo: repo.to_owned(),
+            number,
+            own_handles: self.own_handles.clone(),
+        })
     }
 }
 

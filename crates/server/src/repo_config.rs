@@ -181,6 +181,13 @@ pub struct RunSettings {
     pub allowed_tools: Vec<String>,
 }
 
+impl RunSettings {
+    /// Whether `allowed_tools` names `tool`.
+    pub fn allows(&self, tool: &str) -> bool {
+        self.allowed_tools.iter().any(|t| t == tool)
+    }
+}
+
 /// An MCP server of the repository. `Debug` shows the names of its environment variables and
 /// headers, not their values: those are where tokens go.
 #[derive(Clone, PartialEq, Eq, Serialize)]

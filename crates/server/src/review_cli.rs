@@ -14,9 +14,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kodiai_agent::tools::{
-    RunCommandOptions, ToolRegistry, ToolRouter, WorkspaceRoot, WorkspaceToolOptions,
-};
+use kodiai_agent::tools::{ToolRegistry, ToolRouter, WorkspaceRoot, WorkspaceToolOptions};
 use kodiai_agent::{Limits, Task};
 use kodiai_github::diff::Diff;
 use kodiai_github::diff::anchor::{Placement, place};
@@ -239,13 +237,7 @@ async fn review(config: &Config, args: &ReviewArgs) -> Result<Report, String> {
     let prompt = build_review_prompt(&input, &PromptBudget::for_model(&model_name));
     let diff = Arc::new(Diff::from_pull_files(&input.files));
     let root = WorkspaceRoot::new(&top).map_err(|e| format!("{}: {e}", top.display()))?;
-    let options = WorkspaceToolOptions {
-        run_command: config
-            .agent
-            .allows("run_command")
-            .then(RunCommandOptions::default),
-        ..WorkspaceToolOptions::default()
-    };
+    let options = WorkspaceToolOptions::with_run_command(config.agent.allows("run_command"));
     let findings = SharedFindings::default();
     let mut tools = kodiai_agent::tools::workspace_tools(&root, &options).await;
     tools.push(Arc::new(CreateInlineComment::new(

@@ -17,9 +17,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use kodiai_agent::backends::{BackendKind, Cli, CliCredential, CliTask};
-use kodiai_agent::tools::{
-    RunCommandOptions, ToolRegistry, ToolRouter, WorkspaceRoot, WorkspaceToolOptions,
-};
+use kodiai_agent::tools::{ToolRegistry, ToolRouter, WorkspaceRoot, WorkspaceToolOptions};
 use kodiai_agent::{AgentRun, Limits, Task};
 use kodiai_llm::{Llm, ModelRef, ModelSettings, NoRecorder, PriceTable};
 use kodiai_protocol::{AgentEvent, FinishReason};
@@ -135,13 +133,7 @@ pub async fn task(config: &Config, args: &RunArgs) -> Result<Task, RunError> {
     }
     let llm = Llm::from_settings(&settings, Arc::new(NoRecorder))
         .map_err(|e| RunError::Usage(e.to_string()))?;
-    let options = WorkspaceToolOptions {
-        run_command: config
-            .agent
-            .allows("run_command")
-            .then(RunCommandOptions::default),
-        ..WorkspaceToolOptions::default()
-    };
+    let options = WorkspaceToolOptions::with_run_command(config.agent.allows("run_command"));
     let mut registry = ToolRegistry::new();
     registry
         .register_all(kodiai_agent::tools::workspace_tools(&root, &options).await)

@@ -6,6 +6,7 @@
 
 mod suite {
     mod cli;
+    mod common;
     mod errors;
     mod github_client;
     mod github_jobs;

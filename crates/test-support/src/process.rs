@@ -16,6 +16,14 @@ pub fn exits(pid: u32) -> bool {
     exited_within(pid, EXIT_WITHIN)
 }
 
+/// Asserts that every one of `pids` [`exits`].
+#[track_caller]
+pub fn assert_exit(pids: impl IntoIterator<Item = u32>) {
+    for pid in pids {
+        assert!(exits(pid), "process {pid} is still alive");
+    }
+}
+
 /// True when `pid` is running now (it has not exited), without waiting.
 pub fn running(pid: u32) -> bool {
     !exited_within(pid, Duration::ZERO)

@@ -70,9 +70,11 @@ pub(crate) struct ChildRun {
 }
 
 /// Kills the group when dropped before the child was reaped (the caller's future was dropped).
-struct GroupGuard {
-    child: Box<dyn ChildWrapper>,
-    reaped: bool,
+/// The CLI backends guard their child with it too.
+pub(crate) struct GroupGuard {
+    pub(crate) child: Box<dyn ChildWrapper>,
+    /// Set once the child was waited for: nothing left to kill.
+    pub(crate) reaped: bool,
 }
 
 impl Drop for GroupGuard {

@@ -710,12 +710,7 @@ async fn run_command_past_its_timeout_is_killed_with_all_its_children() {
     let stdout = out.split("--- stdout ---\n").nth(1).expect("stdout");
     let pids = pids(stdout.split("--- stderr ---").next().unwrap_or(""));
     assert_eq!(pids.len(), 2, "{out}");
-    for pid in pids {
-        assert!(
-            kodiai_test_support::process::exits(pid),
-            "process {pid} is still alive"
-        );
-    }
+    kodiai_test_support::process::assert_exit(pids);
 }
 
 #[tokio::test]
@@ -747,12 +742,7 @@ async fn a_cancelled_run_command_is_killed_with_all_its_children() {
         "{}",
         result.output.content
     );
-    for pid in pids {
-        assert!(
-            kodiai_test_support::process::exits(pid),
-            "process {pid} is still alive"
-        );
-    }
+    kodiai_test_support::process::assert_exit(pids);
 }
 
 #[tokio::test]

@@ -429,12 +429,7 @@ async fn turns_beyond_max_turns_stop_the_cli_with_max_turns() {
         }
     ));
     assert!(fake.argv().windows(2).any(|w| w == ["--max-turns", "2"]));
-    for pid in fake.pids() {
-        assert!(
-            kodiai_test_support::process::exits(pid),
-            "process {pid} is still alive"
-        );
-    }
+    kodiai_test_support::process::assert_exit(fake.pids());
 }
 
 #[tokio::test]
@@ -523,12 +518,7 @@ async fn the_timeout_kills_the_cli_and_its_children() {
     );
     let pids = fake.pids();
     assert_eq!(pids.len(), 2);
-    for pid in pids {
-        assert!(
-            kodiai_test_support::process::exits(pid),
-            "process {pid} is still alive"
-        );
-    }
+    kodiai_test_support::process::assert_exit(pids);
 }
 
 #[tokio::test]
@@ -542,12 +532,7 @@ async fn cancelling_kills_the_cli_and_its_children() {
     assert_eq!(outcome.reason, FinishReason::Cancelled, "{events:?}");
     let pids = fake.pids();
     assert_eq!(pids.len(), 2);
-    for pid in pids {
-        assert!(
-            kodiai_test_support::process::exits(pid),
-            "process {pid} is still alive"
-        );
-    }
+    kodiai_test_support::process::assert_exit(pids);
 }
 
 #[tokio::test]
@@ -565,12 +550,7 @@ async fn the_budget_stops_the_cli_once_the_estimated_cost_reaches_it() {
             .windows(2)
             .any(|w| w == ["--max-budget-usd", "100"])
     );
-    for pid in fake.pids() {
-        assert!(
-            kodiai_test_support::process::exits(pid),
-            "process {pid} is still alive"
-        );
-    }
+    kodiai_test_support::process::assert_exit(fake.pids());
 }
 
 #[tokio::test]

@@ -363,6 +363,18 @@ fn outcome(p: &Placement) -> (String, Option<u64>, u64, String) {
     }
 }
 
+/// [`outcome`] of placing [`proposed`]`(path, start, line, side, body)` on `diff`.
+fn placed(
+    diff: &Diff,
+    path: &str,
+    start: Option<u64>,
+    line: u64,
+    side: Side,
+    body: &str,
+) -> (String, Option<u64>, u64, String) {
+    outcome(&place(diff, &proposed(path, start, line, side, body)))
+}
+
 fn o(kind: &str, start: Option<u64>, line: u64, side: &str) -> (String, Option<u64>, u64, String) {
     (kind.to_owned(), start, line, side.to_owned())
 }
@@ -403,17 +415,11 @@ fn comments_in_the_diff_stay_where_they_are() {
     );
     // A reversed range is the same lines; an equal start is a single line.
     assert_eq!(
-        outcome(&place(
-            &diff,
-            &proposed("src/lib.rs", Some(32), 29, Side::Right, "r")
-        )),
+        placed(&diff, "src/lib.rs", Some(32), 29, Side::Right, "r"),
         o("exact", Some(29), 32, "RIGHT")
     );
     assert_eq!(
-        outcome(&place(
-            &diff,
-            &proposed("src/lib.rs", Some(7), 7, Side::Right, "r")
-        )),
+        placed(&diff, "src/lib.rs", Some(7), 7, Side::Right, "r"),
         o("exact", None, 7, "RIGHT")
     );
 }
@@ -423,40 +429,25 @@ fn left_side_comments_use_old_line_numbers() {
     let diff = lib_diff();
     // Old line 5 was removed; old 33 is the last context line of the second hunk on the left.
     assert_eq!(
-        outcome(&place(
-            &diff,
-            &proposed("src/lib.rs", None, 5, Side::Left, "why remove?")
-        )),
+        placed(&diff, "src/lib.rs", None, 5, Side::Left, "why remove?"),
         o("exact", None, 5, "LEFT")
     );
     assert_eq!(
-        outcome(&place(
-            &diff,
-            &proposed("src/lib.rs", Some(28), 33, Side::Left, "x")
-        )),
+        placed(&diff, "src/lib.rs", Some(28), 33, Side::Left, "x"),
         o("exact", Some(28), 33, "LEFT")
     );
     // New line 34 exists on the right, not on the left (the left hunk ends at 33).
     assert_eq!(
-        outcome(&place(
-            &diff,
-            &proposed("src/lib.rs", None, 34, Side::Left, "x")
-        )),
+        placed(&diff, "src/lib.rs", None, 34, Side::Left, "x"),
         o("moved", None, 33, "LEFT")
     );
     // A removed file only has a left side.
     assert_eq!(
-        outcome(&place(
-            &diff,
-            &proposed("gone.txt", None, 2, Side::Left, "x")
-        )),
+        placed(&diff, "gone.txt", None, 2, Side::Left, "x"),
         o("exact", None, 2, "LEFT")
     );
     assert_eq!(
-        outcome(&place(
-            &diff,
-            &proposed("gone.txt", None, 1, Side::Right, "x")
-        )),
+        placed(&diff, "gone.txt", None, 1, Side::Right, "x"),
         o("summary OutsideDiff", None, 1, "")
     );
 }
@@ -476,17 +467,11 @@ fn comments_near_the_diff_move_to_the_nearest_line() {
     assert!(comment.body.contains("About line 11"), "{}", comment.body);
     // 25 is 3 from the second hunk, 17 from the first.
     assert_eq!(
-        outcome(&place(
-            &diff,
-            &proposed("src/lib.rs", None, 25, Side::Right, "x")
-        )),
+        placed(&diff, "src/lib.rs", None, 25, Side::Right, "x"),
         o("moved", None, 28, "RIGHT")
     );
     assert_eq!(
-        outcome(&place(
-            &diff,
-            &proposed("src/lib.rs", None, 1, Side::Right, "x")
-        )),
+        placed(&diff, "src/lib.rs", None, 1, Side::Right, "x"),
         o("moved", None, 2, "RIGHT")
     );
 }
@@ -522,11 +507,7 @@ fn comments_far_from_the_diff_or_on_other_files_go_to_the_summary() {
         None,
     )]);
     assert_eq!(
-        outcome(&place(
-            &mode_only,
-            &proposed("script.sh", None, 1, Side::Right, "x")
-        ))
-        .0,
+        placed(&mode_only, "script.sh", None, 1, Side::Right, "x").0,
         "summary NoHunks"
     );
 }
@@ -536,43 +517,27 @@ fn a_range_across_hunks_shrinks_into_one() {
     let diff = lib_diff();
     // 6..=30: `line` 30 is in the second hunk (28..=34), so the range keeps 28..=30.
     assert_eq!(
-        outcome(&place(
-            &diff,
-            &proposed("src/lib.rs", Some(6), 30, Side::Right, "x")
-        )),
+        placed(&diff, "src/lib.rs", Some(6), 30, Side::Right, "x"),
         o("moved", Some(28), 30, "RIGHT")
     );
     // 7..=20: only `start_line` is in a hunk (2..=8): 7..=8.
     assert_eq!(
-        outcome(&place(
-            &diff,
-            &proposed("src/lib.rs", Some(7), 20, Side::Right, "x")
-        )),
+        placed(&diff, "src/lib.rs", Some(7), 20, Side::Right, "x"),
         o("moved", Some(7), 8, "RIGHT")
     );
     // 8..=15 leaves one line of the first hunk: a single-line comment on 8.
     assert_eq!(
-        outcome(&place(
-            &diff,
-            &proposed("src/lib.rs", Some(8), 15, Side::Right, "x")
-        )),
+        placed(&diff, "src/lib.rs", Some(8), 15, Side::Right, "x"),
         o("moved", None, 8, "RIGHT")
     );
     // 26..=40 holds the whole second hunk.
     assert_eq!(
-        outcome(&place(
-            &diff,
-            &proposed("src/lib.rs", Some(26), 40, Side::Right, "x")
-        )),
+        placed(&diff, "src/lib.rs", Some(26), 40, Side::Right, "x"),
         o("moved", Some(28), 34, "RIGHT")
     );
     // 14..=20 touches no hunk and 20 is too far from one.
     assert_eq!(
-        outcome(&place(
-            &diff,
-            &proposed("src/lib.rs", Some(14), 20, Side::Right, "x")
-        ))
-        .0,
+        placed(&diff, "src/lib.rs", Some(14), 20, Side::Right, "x").0,
         "summary OutsideDiff"
     );
 }
@@ -582,10 +547,7 @@ fn a_suggestion_is_only_posted_on_its_own_lines() {
     let diff = lib_diff();
     let suggestion = "Use a word:\n```suggestion\nline five\n```";
     assert_eq!(
-        outcome(&place(
-            &diff,
-            &proposed("src/lib.rs", None, 5, Side::Right, suggestion)
-        )),
+        placed(&diff, "src/lib.rs", None, 5, Side::Right, suggestion),
         o("exact", None, 5, "RIGHT")
     );
     // Moved, it would replace line 8 with "line five": summary instead.
@@ -596,19 +558,11 @@ fn a_suggestion_is_only_posted_on_its_own_lines() {
     assert_eq!(outcome(&moved).0, "summary SuggestionNotOnItsLines");
     // Shrunk, it would replace fewer lines than it was written for.
     assert_eq!(
-        outcome(&place(
-            &diff,
-            &proposed("src/lib.rs", Some(6), 30, Side::Right, suggestion)
-        ))
-        .0,
+        placed(&diff, "src/lib.rs", Some(6), 30, Side::Right, suggestion).0,
         "summary SuggestionNotOnItsLines"
     );
     assert_eq!(
-        outcome(&place(
-            &diff,
-            &proposed("src/lib.rs", None, 5, Side::Left, suggestion)
-        ))
-        .0,
+        placed(&diff, "src/lib.rs", None, 5, Side::Left, suggestion).0,
         "summary SuggestionOnLeft"
     );
 

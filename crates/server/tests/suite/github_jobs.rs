@@ -2,74 +2,26 @@
 //! webhook: what ingress could not decide from the payload (the repository's `.kodiai.yml` from
 //! the default branch, the sender's permission) is decided by the job, after the 202.
 
-use std::sync::Arc;
-
-use kodiai::jobs::{Handlers, Outcome, Worker, WorkerSettings};
-use kodiai_protocol::{DeliveryOutcome, Job, JobState, WebhookAck};
+use kodiai_protocol::{Job, JobState};
 use kodiai_test_support::github::FakeGithub;
 use kodiai_test_support::webhooks::fixture;
-use kodiai_test_support::{TestApp, app_test};
+use kodiai_test_support::{TestApp, TestAppBuilder, app_test};
 use serde_json::{Value, json};
 
-const REPO: &str = "Codertocat/Hello-World";
+use super::common::{REPO, deliver_job as deliver, github_app, run_next_job};
 
-async fn app(fake: &FakeGithub, builder: kodiai_test_support::TestAppBuilder) -> Option<TestApp> {
-    fake.add_repo(REPO, "main");
-    builder
-        .github_app(fake)
-        .env("KODIAI_WORKERS", "0")
-        .env("GITHUB_APP_SLUG", "kodiai")
-        .spawn()
-        .await
-}
-
-/// Sends `payload` as `event` and returns the job it made.
-async fn deliver(app: &TestApp, event: &str, payload: &Value) -> String {
-    let response = app.send_webhook(event, payload).await;
-    assert_eq!(response.status(), 202);
-    let ack: WebhookAck = response.json().await.unwrap();
-    let DeliveryOutcome::Job { job_id } = ack.outcome else {
-        panic!("no job: {ack:?}");
-    };
-    job_id
+async fn app(fake: &FakeGithub, builder: TestAppBuilder) -> Option<TestApp> {
+    github_app(builder, fake).spawn().await
 }
 
 /// Runs the queued job with kodiai's own handlers for the app's configuration, as a worker
-/// would, and returns it finished.
+/// would, and returns it finished. (A mention that passes its gates goes on to the work, which
+/// these tests give nothing to work with, no model and no repository: those are run with
+/// [`run_next_job`], whatever their end.)
 async fn run_job(app: &TestApp, job_id: &str) -> Job {
-    let state = app.state();
-    let handlers = Handlers::for_config(&state.config, &state.store, &state.clock)
-        .await
-        .unwrap();
-    let worker = Worker::new(
-        state.store.clone(),
-        handlers,
-        Arc::new(WorkerSettings::from_config(&state.config.jobs)),
-        state.clock.clone(),
-    );
-    let outcome = worker.try_execute_job().await.unwrap();
-    assert!(matches!(outcome, Outcome::Completed { .. }), "{outcome:?}");
-    let job = state.store.job(job_id).await.unwrap().unwrap();
+    let job = run_next_job(app, job_id).await;
     assert_eq!(job.state, JobState::Succeeded, "{job:?}");
     job
-}
-
-/// Runs the queued job like [`run_job`], whatever its end: a mention that passed its gates goes
-/// on to the work, which these tests give nothing to work with (no model, no repository).
-async fn run_mention(app: &TestApp, job_id: &str) -> Job {
-    let state = app.state();
-    let handlers = Handlers::for_config(&state.config, &state.store, &state.clock)
-        .await
-        .unwrap();
-    let worker = Worker::new(
-        state.store.clone(),
-        handlers,
-        Arc::new(WorkerSettings::from_config(&state.config.jobs)),
-        state.clock.clone(),
-    );
-    let outcome = worker.try_execute_job().await.unwrap();
-    assert!(matches!(outcome, Outcome::Completed { .. }), "{outcome:?}");
-    state.store.job(job_id).await.unwrap().unwrap()
 }
 
 /// The permission a mention job's gate let its sender through with (its log line
@@ -197,7 +149,7 @@ app_test!(
             &mention("@kodiai explain this", "writer"),
         )
         .await;
-        let job = run_mention(&app, &job_id).await;
+        let job = run_next_job(&app, &job_id).await;
         assert_eq!(
             gate_permission(&app, &job_id).await.as_deref(),
             Some("write")
@@ -217,7 +169,7 @@ app_test!(
             &mention("@kodiai explain that", "guest"),
         )
         .await;
-        run_mention(&app, &job_id).await;
+        run_next_job(&app, &job_id).await;
         assert_eq!(
             gate_permission(&app, &job_id).await.as_deref(),
             Some("allowed_users")
@@ -250,7 +202,7 @@ app_test!(
         );
         for ask in ["@kodiai one", "@kodiai two"] {
             let job_id = deliver(&app, "issue_comment", &mention(ask, "writer")).await;
-            run_mention(&app, &job_id).await;
+            run_next_job(&app, &job_id).await;
             // The defaults apply: mentions are on, the writer is answered.
             assert_eq!(
                 gate_permission(&app, &job_id).await.as_deref(),
@@ -289,7 +241,7 @@ app_test!(
         let job_id = deliver(&app, "pull_request", &opened).await;
         // Past its gate the review goes on to the work, which this test gives nothing to
         // work with: the gate's log line says it passed.
-        run_mention(&app, &job_id).await;
+        run_next_job(&app, &job_id).await;
         assert!(passed_review_gate(&app, &job_id).await);
 
         let mut draft = opened.clone();
@@ -313,7 +265,7 @@ app_test!(
             "review:\n  on: [opened, synchronize]\n  skip_authors: [someone-else]\n",
         );
         let job_id = deliver(&app, "pull_request", &sync).await;
-        run_mention(&app, &job_id).await;
+        run_next_job(&app, &job_id).await;
         assert!(passed_review_gate(&app, &job_id).await);
 
         fake.put_file(

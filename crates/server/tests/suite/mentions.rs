@@ -4,104 +4,54 @@
 //! instruction or a late edit reaching the model, a token reaching GitHub, a loop, a second
 //! answer.
 
-use std::sync::Arc;
-
-use kodiai::jobs::{Handlers, Outcome, Worker, WorkerSettings};
 use kodiai_protocol::{DeliveryOutcome, Job, WebhookAck};
-use kodiai_test_support::git::{BareRepo, GitFixture, assert_secret_absent, git};
-use kodiai_test_support::github::FakeGithub;
-use kodiai_test_support::llm::{Api, FakeError, FakeLlm, Reply};
+use kodiai_test_support::git::{BareRepo, assert_secret_absent, git};
+use kodiai_test_support::llm::{FakeError, Reply};
 use kodiai_test_support::webhooks::{Delivery, fixture};
-use kodiai_test_support::{TestApp, TestAppBuilder, app_test};
+use kodiai_test_support::{TestAppBuilder, app_test};
 use serde_json::{Value, json};
 
-const REPO: &str = "Codertocat/Hello-World";
+use super::common::{REPO, World};
+
 const ASKER: &str = "Codertocat";
 
 /// A token planted in the repository and in an issue: it must never reach GitHub.
 const PLANTED: &str = "ghp_PlantedTokenAbcdefghijklmnopqrstuvwx12";
 
-struct World {
-    fake: FakeGithub,
-    llm: FakeLlm,
-    git: GitFixture,
-    bare: BareRepo,
-    app: TestApp,
-    main: String,
+/// The world of these tests: the asker may write to [`REPO`], which holds [`PLANTED`].
+async fn world(builder: TestAppBuilder, kodiai_yml: Option<&str>) -> Option<World> {
+    let planted = format!("GITHUB_TOKEN={PLANTED}\n");
+    let files = [
+        ("README.md", "# Hello Wrold\n"),
+        (
+            "src/lib.rs",
+            "pub fn add(a: i32, b: i32) -> i32 {\n    a - b\n}\n",
+        ),
+        ("config/dev.env", planted.as_str()),
+    ];
+    let w = World::start(builder, &files, kodiai_yml).await?;
+    w.fake.set_permission(REPO, ASKER, "write");
+    Some(w)
 }
 
-async fn world(builder: TestAppBuilder, kodiai_yml: Option<&str>) -> Option<World> {
-    let fake = FakeGithub::start().await;
-    let llm = FakeLlm::start(Api::Anthropic).await;
-    let git = GitFixture::start().await;
-    let bare = git.create_repo(REPO).await;
-    let main = bare
-        .commit(
-            "main",
-            &[
-                ("README.md", "# Hello Wrold\n"),
-                (
-                    "src/lib.rs",
-                    "pub fn add(a: i32, b: i32) -> i32 {\n    a - b\n}\n",
-                ),
-                ("config/dev.env", &format!("GITHUB_TOKEN={PLANTED}\n")),
-            ],
-            "initial",
-        )
-        .await;
-    fake.add_repo(REPO, "main");
-    fake.set_clone_url(REPO, git.url(REPO).as_str());
-    fake.installation_token(&git.token);
-    fake.set_permission(REPO, ASKER, "write");
-    if let Some(text) = kodiai_yml {
-        fake.put_file(REPO, ".kodiai.yml", text);
+/// The webhook fixture `name` as the asker sent it (the account at `user_at` too), for
+/// installation 1.
+fn from_asker(name: &str, user_at: &str) -> Value {
+    let mut payload = fixture(name);
+    payload["installation"] = json!({"id": 1});
+    for at in [user_at, "/sender"] {
+        payload.pointer_mut(at).unwrap()["login"] = json!(ASKER);
     }
-    let app = builder
-        .github_app(&fake)
-        .env("KODIAI_WORKERS", "0")
-        .env("GITHUB_APP_SLUG", "kodiai")
-        .env("KODIAI_MODEL", "anthropic/claude-sonnet-4-5")
-        .env("ANTHROPIC_API_KEY", "sk-ant-test-not-a-real-key")
-        .env("ANTHROPIC_BASE_URL", &llm.base_url())
-        .spawn()
-        .await?;
-    Some(World {
-        fake,
-        llm,
-        git,
-        bare,
-        app,
-        main,
-    })
+    payload
 }
 
 impl World {
-    /// Sends `payload` as `event`; the job it made, if any.
-    async fn deliver(&self, event: &str, payload: &Value) -> Option<String> {
-        let response = self.app.send_webhook(event, payload).await;
-        assert_eq!(response.status(), 202);
-        let ack: WebhookAck = response.json().await.unwrap();
-        match ack.outcome {
-            DeliveryOutcome::Job { job_id } => Some(job_id),
-            _ => None,
-        }
-    }
-
-    /// Runs the next queued job with kodiai's own handlers, as a worker does; the job after.
-    async fn run(&self, job_id: &str) -> Job {
-        let state = self.app.state();
-        let handlers = Handlers::for_config(&state.config, &state.store, &state.clock)
-            .await
-            .unwrap();
-        let worker = Worker::new(
-            state.store.clone(),
-            handlers,
-            Arc::new(WorkerSettings::from_config(&state.config.jobs)),
-            state.clock.clone(),
-        );
-        let outcome = worker.try_execute_job().await.unwrap();
-        assert!(matches!(outcome, Outcome::Completed { .. }), "{outcome:?}");
-        state.store.job(job_id).await.unwrap().unwrap()
+    /// Delivers `payload` as `event` and runs the job it made; the job's result (it must have
+    /// one).
+    async fn answer(&self, event: &str, payload: &Value) -> Value {
+        let job_id = self.deliver_job(event, payload).await;
+        let job = self.run(&job_id).await;
+        job.result.clone().unwrap_or_else(|| panic!("{job:?}"))
     }
 
     /// An issue with a comment by the asker that mentions kodiai, as delivered.
@@ -114,6 +64,14 @@ impl World {
         for at in ["/comment/user", "/sender"] {
             payload.pointer_mut(at).unwrap()["login"] = json!(ASKER);
         }
+        (id, payload)
+    }
+
+    /// [`Self::issue_mention`] on pull request `number`, as delivered.
+    fn pull_mention(&self, number: u64, body: &str) -> (u64, Value) {
+        let (id, mut payload) = self.issue_mention(number, body);
+        payload["issue"]["pull_request"] =
+            json!({"url": format!("https://api.github.com/repos/x/y/pulls/{number}")});
         (id, payload)
     }
 
@@ -156,27 +114,9 @@ impl World {
 
     /// kodiai's tracking comment for the conversation comment `id` (exactly one).
     fn tracking_comment(&self, number: u64, id: u64) -> String {
-        let marker = format!("<!-- kodiai:mention:comment-{id} -->");
-        let found: Vec<String> = self
-            .fake
-            .issue_comments(REPO, number)
-            .iter()
-            .filter_map(|c| c["body"].as_str())
-            .filter(|b| b.contains(&marker))
-            .map(str::to_owned)
-            .collect();
+        let found = self.tracking_comments(number, &format!("comment-{id} -->"));
         assert_eq!(found.len(), 1, "one tracking comment: {found:?}");
         found[0].clone()
-    }
-
-    /// Every request the fake model got, as one text.
-    fn prompts(&self) -> String {
-        self.llm
-            .requests()
-            .iter()
-            .map(|r| r.body.to_string())
-            .collect::<Vec<_>>()
-            .join("\n")
     }
 
     /// Everything sent to the fake GitHub: paths, queries and bodies.
@@ -205,9 +145,7 @@ app_test!(
                 json!({"path": "src/lib.rs"}),
             )]))
             .push(Reply::text("`add` subtracts: `a - b` should be `a + b`."));
-        let job_id = w.deliver("issue_comment", &payload).await.unwrap();
-        let job = w.run(&job_id).await;
-        let result = job.result.clone().unwrap_or_else(|| panic!("{job:?}"));
+        let result = w.answer("issue_comment", &payload).await;
         assert_eq!(result["decision"], "answered", "{result}");
         assert_eq!(result["outcome"], "completed", "{result}");
 
@@ -242,9 +180,7 @@ app_test!(
                 return;
             };
             let head = w.pull_request().await;
-            let (id, mut payload) = w.issue_mention(2, "@kodiai fix add please");
-            payload["issue"]["pull_request"] =
-                json!({"url": "https://api.github.com/repos/x/y/pulls/2"});
+            let (id, payload) = w.pull_mention(2, "@kodiai fix add please");
             w.llm
                 .push(Reply::tool_calls(&[(
                     "c1",
@@ -257,9 +193,7 @@ app_test!(
                     json!({"message": "Fix add: it subtracted"}),
                 )]))
                 .push(Reply::text("Fixed `add` and pushed the commit."));
-            let job_id = w.deliver("issue_comment", &payload).await.unwrap();
-            let job = w.run(&job_id).await;
-            let result = job.result.clone().unwrap_or_else(|| panic!("{job:?}"));
+            let result = w.answer("issue_comment", &payload).await;
             assert_eq!(result["outcome"], "completed", "{result}");
 
             let tip = w.bare.rev_parse("refs/heads/feature").await.unwrap();
@@ -323,9 +257,7 @@ app_test!(
                 json!({"title": "Fix the README typo", "body": "Wrold → World."}),
             )]))
             .push(Reply::text("Opened a pull request with the fix."));
-        let job_id = w.deliver("issue_comment", &payload).await.unwrap();
-        let job = w.run(&job_id).await;
-        let result = job.result.clone().unwrap_or_else(|| panic!("{job:?}"));
+        let result = w.answer("issue_comment", &payload).await;
         assert_eq!(result["outcome"], "completed", "{result}");
 
         let branch = "kodiai/issue-1-typo-in-readme";
@@ -368,22 +300,16 @@ app_test!(
         let trigger =
             w.fake
                 .add_review_comment(REPO, 2, ASKER, ask, ("src/more.rs", 1), Some(root));
-        let mut payload = fixture("pull_request_review_comment/created.payload.json");
+        let mut payload = from_asker(
+            "pull_request_review_comment/created.payload.json",
+            "/comment/user",
+        );
         payload["pull_request"]["number"] = json!(2);
         payload["comment"]["id"] = json!(trigger);
         payload["comment"]["in_reply_to_id"] = json!(root);
         payload["comment"]["body"] = json!(ask);
-        payload["installation"] = json!({"id": 1});
-        for at in ["/comment/user", "/sender"] {
-            payload.pointer_mut(at).unwrap()["login"] = json!(ASKER);
-        }
         w.llm.push(Reply::text("No: nothing calls `more` yet."));
-        let job_id = w
-            .deliver("pull_request_review_comment", &payload)
-            .await
-            .unwrap();
-        let job = w.run(&job_id).await;
-        let result = job.result.clone().unwrap_or_else(|| panic!("{job:?}"));
+        let result = w.answer("pull_request_review_comment", &payload).await;
         assert_eq!(result["outcome"], "completed", "{result}");
 
         let marker = format!("<!-- kodiai:mention:review-comment-{trigger} -->");
@@ -449,9 +375,7 @@ app_test!(
         w.fake
             .set_issue_comment_times(late, "2024-01-01T11:01:00Z", "2024-01-01T11:01:00Z");
         w.llm.push(Reply::text("A short summary."));
-        let job_id = w.deliver("issue_comment", &payload).await.unwrap();
-        let job = w.run(&job_id).await;
-        let result = job.result.clone().unwrap_or_else(|| panic!("{job:?}"));
+        let result = w.answer("issue_comment", &payload).await;
         assert_eq!(result["left_out_after_trigger"], 2, "{result}");
 
         let prompts = w.prompts();
@@ -487,12 +411,7 @@ app_test!(
             w.llm.push(Reply::text("A logo."));
             let job_id = w.deliver("issue_comment", &payload).await.unwrap();
             w.run(&job_id).await;
-            let prompts: String = w
-                .llm
-                .requests()
-                .iter()
-                .map(|r| r.body.to_string())
-                .collect();
+            let prompts = w.prompts();
             // The JSON bodies carry these characters either raw or escaped.
             for hidden in [
                 "\u{200b}",
@@ -637,20 +556,14 @@ app_test!(
         w.pull_request().await;
         let ask = "Looks fine to me. @kodiai does `more` need a test?";
         let review = w.fake.add_review(REPO, 2, ASKER, ask);
-        let mut payload = fixture("pull_request_review/submitted.payload.json");
+        let mut payload = from_asker("pull_request_review/submitted.payload.json", "/review/user");
         payload["pull_request"]["number"] = json!(2);
         payload["review"]["id"] = json!(review);
         payload["review"]["body"] = json!(ask);
-        payload["installation"] = json!({"id": 1});
-        for at in ["/review/user", "/sender"] {
-            payload.pointer_mut(at).unwrap()["login"] = json!(ASKER);
-        }
         w.llm.push(Reply::text(
             "Yes: a one-line test that calls `more()` would do.",
         ));
-        let job_id = w.deliver("pull_request_review", &payload).await.unwrap();
-        let job = w.run(&job_id).await;
-        let result = job.result.clone().unwrap_or_else(|| panic!("{job:?}"));
+        let result = w.answer("pull_request_review", &payload).await;
         assert_eq!(result["decision"], "answered", "{result}");
         assert_eq!(result["outcome"], "completed", "{result}");
 
@@ -689,18 +602,12 @@ app_test!(
         };
         let body = "add(2, 2) gives 0.\n\n@kodiai where is add defined?";
         w.fake.add_issue(REPO, 1, "Adding is wrong", body, ASKER);
-        let mut payload = fixture("issues/opened.payload.json");
+        let mut payload = from_asker("issues/opened.payload.json", "/issue/user");
         payload["issue"]["number"] = json!(1);
         payload["issue"]["title"] = json!("Adding is wrong");
         payload["issue"]["body"] = json!(body);
-        payload["installation"] = json!({"id": 1});
-        for at in ["/issue/user", "/sender"] {
-            payload.pointer_mut(at).unwrap()["login"] = json!(ASKER);
-        }
         w.llm.push(Reply::text("In `src/lib.rs`, line 1."));
-        let job_id = w.deliver("issues", &payload).await.unwrap();
-        let job = w.run(&job_id).await;
-        let result = job.result.clone().unwrap_or_else(|| panic!("{job:?}"));
+        let result = w.answer("issues", &payload).await;
         assert_eq!(result["decision"], "answered", "{result}");
         assert_eq!(result["outcome"], "completed", "{result}");
 
@@ -755,10 +662,8 @@ app_test!(
             return;
         };
         let head = w.pull_request().await;
-        let (id, mut payload) = w.issue_mention(2, "@kodiai please review this.");
-        payload["issue"]["pull_request"] =
-            json!({"url": "https://api.github.com/repos/x/y/pulls/2"});
-        let job_id = w.deliver("issue_comment", &payload).await.unwrap();
+        let (id, payload) = w.pull_mention(2, "@kodiai please review this.");
+        let job_id = w.deliver_job("issue_comment", &payload).await;
         let job = w.run(&job_id).await;
         let result = job.result.clone().unwrap_or_else(|| panic!("{job:?}"));
         assert_eq!(result["decision"], "review_queued", "{result}");
@@ -804,9 +709,7 @@ app_test!(
         };
         w.fake.add_issue(REPO, 1, "Q", "A question.", "octocat");
         let (id, payload) = w.issue_mention(1, "@kodiai review");
-        let job_id = w.deliver("issue_comment", &payload).await.unwrap();
-        let job = w.run(&job_id).await;
-        let result = job.result.clone().unwrap_or_else(|| panic!("{job:?}"));
+        let result = w.answer("issue_comment", &payload).await;
         assert_eq!(result["decision"], "not_a_pull_request", "{result}");
         assert!(w.review_jobs().await.is_empty());
         let body = w.tracking_comment(1, id);
@@ -882,13 +785,9 @@ app_test!(
             return;
         };
         let (fork, head) = w.fork_pull_request(false).await;
-        let (id, mut payload) = w.issue_mention(3, "@kodiai fix add please");
-        payload["issue"]["pull_request"] =
-            json!({"url": "https://api.github.com/repos/x/y/pulls/3"});
+        let (id, payload) = w.pull_mention(3, "@kodiai fix add please");
         w.script_fix(true);
-        let job_id = w.deliver("issue_comment", &payload).await.unwrap();
-        let job = w.run(&job_id).await;
-        let result = job.result.clone().unwrap_or_else(|| panic!("{job:?}"));
+        let result = w.answer("issue_comment", &payload).await;
         assert_eq!(result["outcome"], "completed", "{result}");
 
         // Nothing reached the fork; kodiai's branch in the base builds on the fork's head.
@@ -924,13 +823,9 @@ app_test!(
             return;
         };
         let (fork, head) = w.fork_pull_request(true).await;
-        let (id, mut payload) = w.issue_mention(3, "@kodiai fix add please");
-        payload["issue"]["pull_request"] =
-            json!({"url": "https://api.github.com/repos/x/y/pulls/3"});
+        let (id, payload) = w.pull_mention(3, "@kodiai fix add please");
         w.script_fix(false);
-        let job_id = w.deliver("issue_comment", &payload).await.unwrap();
-        let job = w.run(&job_id).await;
-        let result = job.result.clone().unwrap_or_else(|| panic!("{job:?}"));
+        let result = w.answer("issue_comment", &payload).await;
         assert_eq!(result["outcome"], "completed", "{result}");
 
         let tip = fork.rev_parse("refs/heads/feature").await.unwrap();

@@ -5,70 +5,32 @@
 //! reviews that never repeat a finding, drafts left alone until ready, and one error comment
 //! when the model fails.
 
-use std::sync::Arc;
-
-use kodiai::jobs::{Handlers, Outcome, Worker, WorkerSettings};
-use kodiai_protocol::{DeliveryOutcome, Job, JobState, WebhookAck};
-use kodiai_test_support::git::{BareRepo, GitFixture, git};
-use kodiai_test_support::github::FakeGithub;
+use kodiai_protocol::{Job, JobState};
+use kodiai_test_support::git::git;
 use kodiai_test_support::llm::{Api, FakeError, FakeLlm, Reply};
 use kodiai_test_support::webhooks::fixture;
-use kodiai_test_support::{TestApp, TestAppBuilder, app_test};
+use kodiai_test_support::{TestAppBuilder, app_test};
 use serde_json::{Value, json};
 
-const REPO: &str = "Codertocat/Hello-World";
+use super::common::{REPO, World};
+
 const AUTHOR: &str = "Codertocat";
 const LIB: &str = "pub fn add(a: i32, b: i32) -> i32 {\n    a - b\n}\n";
 /// `LIB` with `div` added: lines 5-7 are new, line 6 divides.
 const LIB_WITH_DIV: &str = "pub fn add(a: i32, b: i32) -> i32 {\n    a - b\n}\n\npub fn div(a: i32, b: i32) -> i32 {\n    a / b\n}\n";
 
-struct World {
-    fake: FakeGithub,
-    llm: FakeLlm,
-    _git: GitFixture,
-    bare: BareRepo,
-    app: TestApp,
-    main: String,
-}
-
 async fn world(builder: TestAppBuilder, kodiai_yml: Option<&str>) -> Option<World> {
-    let fake = FakeGithub::start().await;
-    let llm = FakeLlm::start(Api::Anthropic).await;
-    let git = GitFixture::start().await;
-    let bare = git.create_repo(REPO).await;
-    let main = bare
-        .commit(
-            "main",
-            &[("README.md", "# Hello\n"), ("src/lib.rs", LIB)],
-            "initial",
-        )
-        .await;
-    fake.add_repo(REPO, "main");
-    fake.set_clone_url(REPO, git.url(REPO).as_str());
-    fake.installation_token(&git.token);
-    if let Some(text) = kodiai_yml {
-        fake.put_file(REPO, ".kodiai.yml", text);
-    }
-    let app = builder
-        .github_app(&fake)
-        .env("KODIAI_WORKERS", "0")
-        .env("GITHUB_APP_SLUG", "kodiai")
-        .env("KODIAI_MODEL", "anthropic/claude-sonnet-4-5")
-        .env("ANTHROPIC_API_KEY", "sk-ant-test-not-a-real-key")
-        .env("ANTHROPIC_BASE_URL", &llm.base_url())
-        .spawn()
-        .await?;
-    Some(World {
-        fake,
-        llm,
-        _git: git,
-        bare,
-        app,
-        main,
-    })
+    let files = [("README.md", "# Hello\n"), ("src/lib.rs", LIB)];
+    World::start(builder, &files, kodiai_yml).await
 }
 
 impl World {
+    /// Delivers `payload` as `pull_request` and runs the job it made; the job after.
+    async fn review(&self, payload: &Value) -> Job {
+        let job_id = self.deliver_job("pull_request", payload).await;
+        self.run(&job_id).await
+    }
+
     /// Commits `files` on `feature` (from `main` the first time), points pull request 2 at it
     /// and gives the fake GitHub its files with git's own patches. Returns the head.
     async fn push(&self, files: &[(&str, &str)], message: &str, draft: bool) -> String {
@@ -111,34 +73,6 @@ impl World {
         payload
     }
 
-    /// Sends `payload` as `pull_request`; the job it made.
-    async fn deliver(&self, payload: &Value) -> String {
-        let response = self.app.send_webhook("pull_request", payload).await;
-        assert_eq!(response.status(), 202);
-        let ack: WebhookAck = response.json().await.unwrap();
-        let DeliveryOutcome::Job { job_id } = ack.outcome else {
-            panic!("no job: {ack:?}");
-        };
-        job_id
-    }
-
-    /// Runs the next queued job with kodiai's own handlers, as a worker does; the job after.
-    async fn run(&self, job_id: &str) -> Job {
-        let state = self.app.state();
-        let handlers = Handlers::for_config(&state.config, &state.store, &state.clock)
-            .await
-            .unwrap();
-        let worker = Worker::new(
-            state.store.clone(),
-            handlers,
-            Arc::new(WorkerSettings::from_config(&state.config.jobs)),
-            state.clock.clone(),
-        );
-        let outcome = worker.try_execute_job().await.unwrap();
-        assert!(matches!(outcome, Outcome::Completed { .. }), "{outcome:?}");
-        state.store.job(job_id).await.unwrap().unwrap()
-    }
-
     fn reviews(&self) -> Vec<Value> {
         self.fake.visible_reviews(REPO, 2)
     }
@@ -157,15 +91,6 @@ impl World {
                 )
             })
             .collect()
-    }
-
-    /// The user messages the fake model got since request `from`.
-    fn prompts_since(&self, from: usize) -> String {
-        self.llm.requests()[from..]
-            .iter()
-            .map(|r| r.body.to_string())
-            .collect::<Vec<_>>()
-            .join("\n")
     }
 
     fn error_comments(&self) -> Vec<String> {
@@ -242,8 +167,7 @@ app_test!(
             .push(Reply::text(
                 "Two problems: `div` panics on 0 and `add` subtracts.",
             ));
-        let job_id = w.deliver(&w.event("opened", &head, false)).await;
-        let job = w.run(&job_id).await;
+        let job = w.review(&w.event("opened", &head, false)).await;
         assert_eq!(job.state, JobState::Succeeded, "{job:?}");
         let result = job.result.unwrap();
         assert_eq!(result["decision"], "reviewed", "{result}");
@@ -283,8 +207,7 @@ app_test!(
             .push(&[("src/lib.rs", LIB_WITH_DIV)], "add div", false)
             .await;
         w.llm.push(Reply::text("Looks fine."));
-        let job_id = w.deliver(&w.event("opened", &head, false)).await;
-        let job = w.run(&job_id).await;
+        let job = w.review(&w.event("opened", &head, false)).await;
         assert_eq!(job.state, JobState::Succeeded, "{job:?}");
         let reviews = w.reviews();
         assert_eq!(reviews.len(), 1, "{reviews:?}");
@@ -294,7 +217,9 @@ app_test!(
 
         // The same head delivered again: the approval is found, nothing is posted or asked.
         let asked = w.llm.requests().len();
-        let job_id = w.deliver(&w.event("reopened", &head, false)).await;
+        let job_id = w
+            .deliver_job("pull_request", &w.event("reopened", &head, false))
+            .await;
         w.fake
             .put_file(REPO, ".kodiai.yml", "review:\n  on: [opened, reopened]\n");
         let job = w.run(&job_id).await;
@@ -323,8 +248,7 @@ app_test!(
                 json!({"path": "README.md", "line": 1, "body": "Document div."}),
             ))
             .push(Reply::text("Two notes."));
-        let job_id = w.deliver(&w.event("opened", &head, false)).await;
-        let job = w.run(&job_id).await;
+        let job = w.review(&w.event("opened", &head, false)).await;
         assert_eq!(job.state, JobState::Succeeded, "{job:?}");
         let reviews = w.reviews();
         assert_eq!(reviews.len(), 1, "{reviews:?}");
@@ -366,8 +290,7 @@ app_test!(
                 ),
             ]))
             .push(Reply::text("Two notes."));
-        let job_id = w.deliver(&w.event("opened", &head, false)).await;
-        let job = w.run(&job_id).await;
+        let job = w.review(&w.event("opened", &head, false)).await;
         assert_eq!(job.state, JobState::Succeeded, "{job:?}");
         assert_eq!(job.result.unwrap()["refused_by_github"], 1);
         let reviews = w.reviews();
@@ -405,7 +328,9 @@ app_test!(
                 json!({"path": "src/lib.rs", "line": 6, "body": "Division by zero."}),
             ))
             .push(Reply::error(FakeError::Status(400, "bad request".into())));
-        let job_id = w.deliver(&w.event("opened", &head, false)).await;
+        let job_id = w
+            .deliver_job("pull_request", &w.event("opened", &head, false))
+            .await;
         let job = w.run(&job_id).await;
         assert_eq!(job.state, JobState::Failed, "{job:?}");
         assert_eq!(w.reviews().len(), 1);
@@ -427,8 +352,7 @@ app_test!(
         let job = w.run(&job_id).await;
         assert_eq!(job.state, JobState::Succeeded, "{job:?}");
         // A new job for the same head (a replayed delivery): the marker is found.
-        let again = w.deliver(&w.event("opened", &head, false)).await;
-        let job = w.run(&again).await;
+        let job = w.review(&w.event("opened", &head, false)).await;
         assert_eq!(job.state, JobState::Succeeded, "{job:?}");
         assert_eq!(job.result.unwrap()["found_posted"], true);
         assert_eq!(w.reviews().len(), 1, "still one review");
@@ -450,8 +374,8 @@ app_test!(
         w.llm
             .push(comment("c1", div.clone()))
             .push(Reply::text("One problem."));
-        let job_id = w.deliver(&w.event("opened", &first, false)).await;
-        assert_eq!(w.run(&job_id).await.state, JobState::Succeeded);
+        let job = w.review(&w.event("opened", &first, false)).await;
+        assert_eq!(job.state, JobState::Succeeded);
 
         let second = w
             .push(
@@ -478,8 +402,7 @@ app_test!(
         let mut sync = w.event("synchronize", &second, false);
         sync["before"] = json!(first);
         sync["after"] = json!(second);
-        let job_id = w.deliver(&sync).await;
-        let job = w.run(&job_id).await;
+        let job = w.review(&sync).await;
         assert_eq!(job.state, JobState::Succeeded, "{job:?}");
         let result = job.result.unwrap();
         assert_eq!(result["incremental_from"], json!(first), "{result}");
@@ -515,8 +438,7 @@ app_test!(
         let head = w
             .push(&[("src/lib.rs", LIB_WITH_DIV)], "add div", true)
             .await;
-        let job_id = w.deliver(&w.event("opened", &head, true)).await;
-        let job = w.run(&job_id).await;
+        let job = w.review(&w.event("opened", &head, true)).await;
         assert_eq!(job.result.unwrap()["decision"], "skipped");
         assert!(w.reviews().is_empty());
         assert!(w.llm.requests().is_empty(), "no model call for a draft");
@@ -527,8 +449,7 @@ app_test!(
                 json!({"path": "src/lib.rs", "line": 6, "body": "Division by zero."}),
             ))
             .push(Reply::text("One problem."));
-        let job_id = w.deliver(&w.event("ready_for_review", &head, false)).await;
-        let job = w.run(&job_id).await;
+        let job = w.review(&w.event("ready_for_review", &head, false)).await;
         assert_eq!(job.state, JobState::Succeeded, "{job:?}");
         assert_eq!(w.reviews().len(), 1);
     }
@@ -548,8 +469,7 @@ app_test!(
                 400,
                 "the model refused".into(),
             )));
-            let job_id = w.deliver(&w.event("opened", &head, false)).await;
-            let job = w.run(&job_id).await;
+            let job = w.review(&w.event("opened", &head, false)).await;
             assert_eq!(job.state, JobState::Failed, "{job:?}");
         }
         assert!(w.reviews().is_empty());

@@ -67,6 +67,19 @@ fn events(stdout: &[u8]) -> Vec<AgentEvent> {
         .collect()
 }
 
+/// The reason, turns and text of the last event, which must be `Finished`.
+fn finished(events: &[AgentEvent]) -> (FinishReason, u32, &str) {
+    match events.last().unwrap() {
+        AgentEvent::Finished {
+            reason,
+            turns,
+            text,
+            ..
+        } => (*reason, *turns, text),
+        other => panic!("{other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn run_edits_the_directory_and_prints_json_events() {
     let dir = workspace();
@@ -96,19 +109,10 @@ async fn run_edits_the_directory_and_prints_json_events() {
     );
     let events = events(&output.stdout);
     assert!(matches!(events[0], AgentEvent::TurnStarted { turn: 1 }));
-    match events.last().unwrap() {
-        AgentEvent::Finished {
-            reason,
-            turns,
-            text,
-            ..
-        } => {
-            assert_eq!(*reason, FinishReason::Completed);
-            assert_eq!(*turns, 3);
-            assert_eq!(text, "Fixed the typo.");
-        }
-        other => panic!("{other:?}"),
-    }
+    let (reason, turns, text) = finished(&events);
+    assert_eq!(reason, FinishReason::Completed);
+    assert_eq!(turns, 3);
+    assert_eq!(text, "Fixed the typo.");
     let results: Vec<_> = events
         .iter()
         .filter_map(|e| match e {
@@ -337,19 +341,10 @@ async fn run_on_claude_code_prints_the_same_events_and_allows_bash_only_when_con
     assert!(output.status.success(), "{output:?}");
     let events = events(&output.stdout);
     assert_eq!(events[0], AgentEvent::TurnStarted { turn: 1 });
-    match events.last().unwrap() {
-        AgentEvent::Finished {
-            reason,
-            turns,
-            text,
-            ..
-        } => {
-            assert_eq!(*reason, FinishReason::Completed);
-            assert_eq!(*turns, 4);
-            assert_eq!(text, "Fixed the typo: `greet` now returns \"hello\".");
-        }
-        other => panic!("{other:?}"),
-    }
+    let (reason, turns, text) = finished(&events);
+    assert_eq!(reason, FinishReason::Completed);
+    assert_eq!(turns, 4);
+    assert_eq!(text, "Fixed the typo: `greet` now returns \"hello\".");
     let argv = argv(bin.path());
     assert_eq!(flag(&argv, "-p"), Some("Fix it"));
     assert_eq!(flag(&argv, "--max-turns"), Some("12"));

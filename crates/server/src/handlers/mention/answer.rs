@@ -10,9 +10,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kodiai_agent::tools::{
-    RunCommandOptions, ToolRegistry, ToolRouter, WorkspaceRoot, WorkspaceToolOptions,
-};
+use kodiai_agent::tools::{ToolRegistry, ToolRouter, WorkspaceRoot, WorkspaceToolOptions};
 use kodiai_agent::workspace::{
     Checkout, CheckoutRequest, Identity, Remote, Target, issue_branch_name,
     pull_request_branch_name,
@@ -92,14 +90,7 @@ pub async fn answer(
     if let Some(done) = ctx.step(ANSWERED).await? {
         return Ok(done);
     }
-    let (owner, repo) = super::super::split_repository(&job.repository)?;
-    let scope = GithubScope {
-        client,
-        owner: owner.to_owned(),
-        repo: repo.to_owned(),
-        number: job.number,
-        own_handles: work.own_handles().to_vec(),
-    };
+    let scope = work.scope(client, &job.repository, job.number)?;
     react(ctx, &scope, job).await?;
     let tracking = Arc::new(tracking::open(ctx, &scope, job, &render::working()).await?);
     let started = Instant::now();
@@ -373,15 +364,7 @@ async fn run_agent(
 ) -> Result<Report, Stop> {
     let root = WorkspaceRoot::new(checkout.path())
         .map_err(|e| Stop::permanent(format!("the worktree is unusable: {e}")))?;
-    let options = WorkspaceToolOptions {
-        run_command: config
-            .settings
-            .allowed_tools
-            .iter()
-            .any(|t| t == "run_command")
-            .then(RunCommandOptions::default),
-        ..WorkspaceToolOptions::default()
-    };
+    let options = WorkspaceToolOptions::with_run_command(config.settings.allows("run_command"));
     let mut registry = ToolRegistry::new();
     let mut tools = kodiai_agent::tools::workspace_tools(&root, &options).await;
     tools.push(Arc::new(UpdateProgress::new(Arc::clone(tracking))));

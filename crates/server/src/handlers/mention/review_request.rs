@@ -16,8 +16,7 @@ use kodiai_store::NewJob;
 use serde_json::{Value, json};
 
 use super::{answer, render, tracking};
-use crate::github_tools::GithubScope;
-use crate::handlers::{GithubWork, github_error, split_repository};
+use crate::handlers::{GithubWork, github_error};
 use crate::jobs::{JobContext, JobError};
 
 /// The step that records the queued review (or the answer on an issue).
@@ -103,14 +102,7 @@ pub async fn request_review(
     if let Some(done) = ctx.step(DONE).await? {
         return Ok(done);
     }
-    let (owner, repo) = split_repository(&job.repository)?;
-    let scope = GithubScope {
-        client,
-        owner: owner.to_owned(),
-        repo: repo.to_owned(),
-        number: job.number,
-        own_handles: work.own_handles().to_vec(),
-    };
+    let scope = work.scope(client, &job.repository, job.number)?;
     answer::react(ctx, &scope, job).await?;
     let tracking = tracking::open(ctx, &scope, job, &render::queuing_review()).await?;
     let base = json!({
@@ -129,7 +121,7 @@ pub async fn request_review(
     }
     let pull = scope
         .client
-        .get_pull(owner, repo, job.number)
+        .get_pull(&scope.owner, &scope.repo, job.number)
         .await
         .map_err(github_error)?;
     if pull.state != "open" {

@@ -22,9 +22,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kodiai_agent::tools::{
-    RunCommandOptions, ToolRegistry, ToolRouter, WorkspaceRoot, WorkspaceToolOptions,
-};
+use kodiai_agent::tools::{ToolRegistry, ToolRouter, WorkspaceRoot, WorkspaceToolOptions};
 use kodiai_agent::workspace::{Checkout, CheckoutRequest, Remote, Target};
 use kodiai_agent::{Limits, Task};
 use kodiai_github::client::InstallationClient;
@@ -42,7 +40,7 @@ use crate::github_tools::{
     CreateInlineComment, Finding, GetCiStatus, GithubScope, JobProgress, SharedFindings, api,
     findings_of,
 };
-use crate::handlers::{GithubWork, github_error, split_repository};
+use crate::handlers::{GithubWork, github_error};
 use crate::jobs::{JobContext, JobError};
 use crate::repo_config::RepoConfig;
 
@@ -76,14 +74,7 @@ pub(crate) async fn review(
     job: &ReviewJob,
     config: &RepoConfig,
 ) -> Result<Value, JobError> {
-    let (owner, repo) = split_repository(&job.repository)?;
-    let scope = GithubScope {
-        client,
-        owner: owner.to_owned(),
-        repo: repo.to_owned(),
-        number: job.pull_number,
-        own_handles: work.own_handles().to_vec(),
-    };
+    let scope = work.scope(client, &job.repository, job.pull_number)?;
     let marker = if requested(job) {
         post::requested_review_marker(
             &job.repository,
@@ -104,10 +95,16 @@ pub(crate) async fn review(
     let model = work
         .model(config.model.as_deref(), &ctx.job().id)
         .map_err(|e| JobError::permanent(format!("no model is available ({e})")))?;
-    let input = fetch_review_input(&scope.client, owner, repo, job.pull_number, &config.review)
-        .await
-        .map_err(|e| failed("reading the pull request from GitHub", &e))?;
-    let repository = api::get_repository(&scope.client, owner, repo)
+    let input = fetch_review_input(
+        &scope.client,
+        &scope.owner,
+        &scope.repo,
+        job.pull_number,
+        &config.review,
+    )
+    .await
+    .map_err(|e| failed("reading the pull request from GitHub", &e))?;
+    let repository = api::get_repository(&scope.client, &scope.owner, &scope.repo)
         .await
         .map_err(|e| failed("reading the repository from GitHub", &e))?;
     let url_text = repository
@@ -490,15 +487,7 @@ async fn run_agent(
 ) -> Result<AgentReport, JobError> {
     let root = WorkspaceRoot::new(checkout.path())
         .map_err(|e| JobError::permanent(format!("the worktree is unusable: {e}")))?;
-    let options = WorkspaceToolOptions {
-        run_command: config
-            .settings
-            .allowed_tools
-            .iter()
-            .any(|t| t == "run_command")
-            .then(RunCommandOptions::default),
-        ..WorkspaceToolOptions::default()
-    };
+    let options = WorkspaceToolOptions::with_run_command(config.settings.allows("run_command"));
     let findings = SharedFindings::default();
     let mut tools = kodiai_agent::tools::workspace_tools(&root, &options).await;
     tools.push(Arc::new(CreateInlineComment::new(

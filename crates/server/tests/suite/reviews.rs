@@ -2,10 +2,11 @@
 //! fake GitHub, a scripted fake model and real git over the local smart-HTTP server. One review
 //! per head with its comments where they belong, anchors outside the diff moved or summarized,
 //! a comment GitHub refuses kept in the summary, no second review after a re-run, incremental
-//! reviews that never repeat a finding, drafts left alone until ready, and one error comment
-//! when the model fails.
+//! reviews that never repeat a finding, a review asked for again at a reviewed head, drafts left
+//! alone until ready, and one error comment when the model fails.
 
-use kodiai_protocol::{Job, JobState};
+use kodiai_protocol::{Job, JobSpec, JobState, ReviewJob};
+use kodiai_store::NewJob;
 use kodiai_test_support::git::git;
 use kodiai_test_support::llm::{Api, FakeError, FakeLlm, Reply};
 use kodiai_test_support::webhooks::fixture;
@@ -358,6 +359,108 @@ app_test!(
         assert_eq!(w.reviews().len(), 1, "still one review");
         assert_eq!(w.error_comments().len(), 1);
         assert_eq!(w.llm.requests().len(), asked);
+    }
+);
+
+impl World {
+    /// Queues the review a mention asks for ("review this") of the head `job` reviewed, as the
+    /// mention of delivery `delivery` would; its job id.
+    async fn request_review(&self, job: &Job, delivery: &str) -> String {
+        let mut review: ReviewJob = serde_json::from_value(job.payload.clone()).unwrap();
+        review.action = "requested".into();
+        review.delivery_id = delivery.into();
+        let state = self.app.state();
+        let new = NewJob::new(JobSpec::Review(review))
+            .installation(1)
+            .concurrency_key("installation:1");
+        state
+            .store
+            .enqueue(&new, state.clock.now())
+            .await
+            .unwrap()
+            .id
+    }
+}
+
+app_test!(
+    review_this_on_a_reviewed_head_reviews_again_without_repeating_a_finding,
+    builder | builder | {
+        let Some(w) = world(builder, None).await else {
+            return;
+        };
+        let head = w
+            .push(&[("src/lib.rs", LIB_WITH_DIV)], "add div", false)
+            .await;
+        w.llm
+            .push(comment(
+                "c1",
+                json!({"path": "src/lib.rs", "line": 6, "body": "Division by zero."}),
+            ))
+            .push(Reply::text("One problem."));
+        let opened = w.review(&w.event("opened", &head, false)).await;
+        assert_eq!(opened.state, JobState::Succeeded, "{opened:?}");
+        assert_eq!(w.reviews().len(), 1);
+
+        // Asked for in a mention at the same head: a second review, without the first's finding.
+        w.llm
+            .push(Reply::tool_calls(&[
+                (
+                    "c2",
+                    "create_inline_comment",
+                    json!({"path": "src/lib.rs", "line": 6, "body": "Division by zero."}),
+                ),
+                (
+                    "c3",
+                    "create_inline_comment",
+                    json!({"path": "src/lib.rs", "line": 5, "body": "Name it `checked_div`."}),
+                ),
+            ]))
+            .push(Reply::text("Two notes."));
+        let requested = w.request_review(&opened, "mention-1").await;
+        let job = w.run(&requested).await;
+        assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+        let result = job.result.unwrap();
+        assert_eq!(result["decision"], "reviewed", "{result}");
+        assert_eq!(result["repeats_dropped"], 1, "{result}");
+        let reviews = w.reviews();
+        assert_eq!(reviews.len(), 2, "{reviews:?}");
+        let comments = w.comments_of(&reviews[1]);
+        assert_eq!(
+            comments
+                .iter()
+                .map(|(p, l, _)| (p.as_str(), *l))
+                .collect::<Vec<_>>(),
+            [("src/lib.rs", 5)]
+        );
+        let body = reviews[1]["body"].as_str().unwrap();
+        assert!(body.contains(":requested:mention-1 -->"), "{body}");
+        assert!(
+            body.contains("already posted in an earlier review"),
+            "{body}"
+        );
+
+        // The same request again (its mention replayed, or a crash before the job's step was
+        // recorded): its own review is found; the model is not asked.
+        let asked = w.llm.requests().len();
+        let replayed = w.request_review(&opened, "mention-1").await;
+        let job = w.run(&replayed).await;
+        assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+        let result = job.result.unwrap();
+        assert_eq!(result["found_posted"], true, "{result}");
+        assert_eq!(result["review_id"], reviews[1]["id"], "{result}");
+        assert_eq!(w.reviews().len(), 2);
+        assert_eq!(w.llm.requests().len(), asked);
+
+        // Asked once more, and nothing is found: an approval that carries its marker.
+        w.llm.push(Reply::text("Fine now."));
+        let again = w.request_review(&opened, "mention-2").await;
+        let job = w.run(&again).await;
+        assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+        let reviews = w.reviews();
+        assert_eq!(reviews.len(), 3, "{reviews:?}");
+        assert_eq!(reviews[2]["state"], "APPROVED");
+        let body = reviews[2]["body"].as_str().unwrap();
+        assert!(body.contains(":requested:mention-2 -->"), "{body}");
     }
 );
 

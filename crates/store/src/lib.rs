@@ -177,6 +177,8 @@ pub struct Store {
 struct Shared {
     signals: tokio::sync::broadcast::Sender<Signal>,
     listener: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// SQLite: the queue's hold on the writer connection.
+    queue_writer: jobs::QueueWriter,
     /// SQLite: the background WAL checkpointer (see [`checkpointer`]).
     checkpointer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -188,8 +190,6 @@ enum Inner {
     Sqlite {
         reader: SqlitePool,
         writer: SqlitePool,
-        /// The queue's claims, heartbeats and finishes, committed in groups on `writer`.
-        queue: jobs::QueueWriter,
     },
     Postgres(PgPool),
 }
@@ -201,12 +201,7 @@ impl Store {
         let inner = match &options.location {
             DatabaseLocation::Sqlite(path) => {
                 let (reader, writer) = open_sqlite(path, options.max_connections).await?;
-                let queue = jobs::QueueWriter::start(writer.clone());
-                Inner::Sqlite {
-                    reader,
-                    writer,
-                    queue,
-                }
+                Inner::Sqlite { reader, writer }
             }
             DatabaseLocation::Postgres(url) => {
                 let connect = PgConnectOptions::from_str(url).map_err(|source| Error::Connect {
@@ -230,6 +225,7 @@ impl Store {
             shared: Arc::new(Shared {
                 signals: tokio::sync::broadcast::channel(signals::CAPACITY).0,
                 listener: tokio::sync::Mutex::new(None),
+                queue_writer: jobs::QueueWriter::default(),
                 checkpointer: std::sync::Mutex::new(None),
             }),
         };
@@ -369,7 +365,7 @@ impl Store {
             listener.abort();
         }
         match &self.inner {
-            Inner::Sqlite { reader, writer, .. } => {
+            Inner::Sqlite { reader, writer } => {
                 let checkpointer = self
                     .shared
                     .checkpointer
@@ -379,6 +375,7 @@ impl Store {
                 if let Some(task) = checkpointer {
                     task.abort();
                 }
+                self.shared.queue_writer.release().await;
                 reader.close().await;
                 writer.close().await;
             }

@@ -627,55 +627,39 @@ async fn read_tail(mut reader: impl AsyncRead + Unpin, into: Arc<Mutex<Vec<u8>>>
     }
 }
 
-async fn drive(task: CliTask, sender: mpsc::Sender<AgentEvent>) -> RunOutcome {
-    let deadline = task.limits.timeout.map(|t| Instant::now() + t);
-    let reader = sender.clone();
-    let mut out = Emitter {
-        sender,
-        detached: false,
-    };
-    let mut tracker = Tracker::new(task.cli, task.prices.clone(), task.limits.max_turns);
-    let instructions = task.instructions.clone();
-    let name = task.program.display().to_string();
-
-    // The scratch folder: HOME, TMPDIR and the CLI's configuration files; removed at the end.
-    let scratch = match tempfile::Builder::new().prefix("kodiai-cli-").tempdir() {
-        Ok(dir) => dir,
+/// One line of a CLI's JSON output as its event type; `None` for a blank line or one that is
+/// not an event (logged at debug: CLIs print other lines too).
+pub(crate) fn event_of<T: serde::de::DeserializeOwned>(line: &str, cli: &str) -> Option<T> {
+    let line = line.trim();
+    if line.is_empty() {
+        return None;
+    }
+    match serde_json::from_str(line) {
+        Ok(event) => Some(event),
         Err(e) => {
-            let message = format!("cannot create the scratch folder for `{name}`: {e}");
-            return finish(
-                &mut out,
-                &mut tracker,
-                instructions,
-                FinishReason::Error,
-                Some(message),
-            )
-            .await;
+            tracing::debug!(error = %e, cli, "a line that is not an event");
+            None
         }
-    };
+    }
+}
+
+/// Starts the CLI of `task` in its own process group, with a scratch folder for HOME, TMPDIR
+/// and the CLI's configuration files. The error says, for the run's end, what failed.
+fn spawn_cli(task: &CliTask, name: &str) -> Result<(tempfile::TempDir, GroupGuard), String> {
+    let scratch = tempfile::Builder::new()
+        .prefix("kodiai-cli-")
+        .tempdir()
+        .map_err(|e| format!("cannot create the scratch folder for `{name}`: {e}"))?;
     let home = scratch.path().join("home");
     let tmp = scratch.path().join("tmp");
-    let prepared = std::fs::create_dir_all(&home)
+    let invocation = std::fs::create_dir_all(&home)
         .and_then(|()| std::fs::create_dir_all(&tmp))
         .and_then(|()| match task.cli {
-            Cli::ClaudeCode => claude_code::invocation(&task, scratch.path()),
-            Cli::GeminiCli => gemini_cli::invocation(&task, scratch.path(), &home),
-        });
-    let invocation = match prepared {
-        Ok(invocation) => invocation,
-        Err(e) => {
-            let message = format!("cannot write the configuration of `{name}`: {e}");
-            return finish(
-                &mut out,
-                &mut tracker,
-                instructions,
-                FinishReason::Error,
-                Some(message),
-            )
-            .await;
-        }
-    };
-    let env = environment(&task, &home, &tmp, invocation.env);
+            Cli::ClaudeCode => claude_code::invocation(task, scratch.path()),
+            Cli::GeminiCli => gemini_cli::invocation(task, scratch.path(), &home),
+        })
+        .map_err(|e| format!("cannot write the configuration of `{name}`: {e}"))?;
+    let env = environment(task, &home, &tmp, invocation.env);
     let mut command = CommandWrap::with_new(&task.program, |command| {
         command
             .args(&invocation.args)
@@ -687,13 +671,33 @@ async fn drive(task: CliTask, sender: mpsc::Sender<AgentEvent>) -> RunOutcome {
             .stderr(Stdio::piped());
     });
     command.wrap(ProcessGroup::leader());
-    let mut guard = match command.spawn() {
-        Ok(child) => GroupGuard {
+    let child = command
+        .spawn()
+        .map_err(|e| format!("cannot start `{name}`: {e}"))?;
+    Ok((
+        scratch,
+        GroupGuard {
             child,
             reaped: false,
         },
-        Err(e) => {
-            let message = format!("cannot start `{name}`: {e}");
+    ))
+}
+
+async fn drive(task: CliTask, sender: mpsc::Sender<AgentEvent>) -> RunOutcome {
+    let deadline = task.limits.timeout.map(|t| Instant::now() + t);
+    let reader = sender.clone();
+    let mut out = Emitter {
+        sender,
+        detached: false,
+    };
+    let mut tracker = Tracker::new(task.cli, task.prices.clone(), task.limits.max_turns);
+    let instructions = task.instructions.clone();
+    let name = task.program.display().to_string();
+
+    // The scratch folder is removed at the end, once the group is gone.
+    let (scratch, mut guard) = match spawn_cli(&task, &name) {
+        Ok(started) => started,
+        Err(message) => {
             return finish(
                 &mut out,
                 &mut tracker,

@@ -205,16 +205,8 @@ impl Parser {
     }
 
     pub(crate) fn line(&mut self, line: &str, tracker: &mut Tracker) {
-        let line = line.trim();
-        if line.is_empty() {
+        let Some(parsed) = super::event_of::<Line>(line, "claude") else {
             return;
-        }
-        let parsed: Line = match serde_json::from_str(line) {
-            Ok(parsed) => parsed,
-            Err(e) => {
-                tracing::debug!(error = %e, "claude: a line that is not an event");
-                return;
-            }
         };
         match parsed {
             Line::System { subtype, model } => {

@@ -156,16 +156,8 @@ impl Parser {
     }
 
     pub(crate) fn line(&mut self, line: &str, tracker: &mut Tracker) {
-        let line = line.trim();
-        if line.is_empty() {
+        let Some(parsed) = super::event_of::<Line>(line, "gemini") else {
             return;
-        }
-        let parsed: Line = match serde_json::from_str(line) {
-            Ok(parsed) => parsed,
-            Err(e) => {
-                tracing::debug!(error = %e, "gemini: a line that is not an event");
-                return;
-            }
         };
         match parsed {
             Line::Init { model } => {

@@ -645,15 +645,15 @@ fn route(
     }
 
     if segments.as_slice() == ["graphql"] && post {
-        return d.graphql.pop_front().map_or_else(
-            || {
-                Answer::json(
-                    200,
-                    json!({"data": null, "errors": [{"message": "the fake has no scripted GraphQL answer"}]}),
-                )
-            },
-            |answer| Answer::json(200, answer),
-        );
+        if let Some(answer) = d.graphql.pop_front() {
+            return Answer::json(200, answer);
+        }
+        return modelled_graphql(d, body).unwrap_or_else(|| {
+            Answer::json(
+                200,
+                json!({"data": null, "errors": [{"message": "the fake has no scripted GraphQL answer"}]}),
+            )
+        });
     }
 
     let ["repos", owner, name, rest @ ..] = segments.as_slice() else {
@@ -1229,6 +1229,28 @@ fn delete_pending_review(d: &mut Data, repo: &str, number: u64, id: &str) -> Ans
     Answer::json(200, review)
 }
 
+/// The GraphQL queries the fake answers from its data when no answer is scripted:
+/// `issueOrPullRequest(number) { lastEditedAt }` (see [`FakeGithub::edit_body`]).
+fn modelled_graphql(d: &Data, body: &Value) -> Option<Answer> {
+    let query = body["query"].as_str()?;
+    if !query.contains("issueOrPullRequest") {
+        return None;
+    }
+    let variables = &body["variables"];
+    let repo = format!(
+        "{}/{}",
+        variables["owner"].as_str()?,
+        variables["name"].as_str()?
+    );
+    let key = (repo, variables["number"].as_u64()?);
+    let known = d.mention.issues.contains_key(&key) || d.pulls.contains_key(&key);
+    let item = known.then(|| json!({"lastEditedAt": d.mention.body_edits.get(&key)}));
+    Some(Answer::json(
+        200,
+        json!({"data": {"repository": {"issueOrPullRequest": item}}}),
+    ))
+}
+
 /// A git-blob-like id of the text (40 hex digits, changes when the text does).
 fn blob_sha(text: &str) -> String {
     let digest = sha2::Sha256::digest(format!("blob {}\0{text}", text.len()).as_bytes());
@@ -1245,6 +1267,8 @@ struct MentionData {
     /// Every token exchange answers with this token (default: a fresh one each time).
     installation_token: Option<String>,
     issues: HashMap<(String, u64), Value>,
+    /// When the body of an issue or pull request was last edited (GraphQL `lastEditedAt`).
+    body_edits: HashMap<(String, u64), String>,
 }
 
 impl FakeGithub {
@@ -1286,6 +1310,21 @@ impl FakeGithub {
                 "created_at": now, "updated_at": now,
             }),
         );
+        self
+    }
+
+    /// Replaces the body of issue or pull request `number`, edited at `at` (RFC 3339): what
+    /// GraphQL's `lastEditedAt` answers from then on.
+    pub fn edit_body(&self, repo: &str, number: u64, body: &str, at: &str) -> &Self {
+        let mut d = self.data();
+        let key = (repo.to_owned(), number);
+        if let Some(issue) = d.mention.issues.get_mut(&key) {
+            issue["body"] = json!(body);
+        }
+        if let Some(pull) = d.pulls.get_mut(&key) {
+            pull["body"] = json!(body);
+        }
+        d.mention.body_edits.insert(key, at.to_owned());
         self
     }
 

@@ -104,6 +104,44 @@ pub struct CreatedPull {
     pub html_url: String,
 }
 
+/// When the body of issue or pull request `number` was last edited (GraphQL `lastEditedAt`;
+/// `None` when it never was). REST does not say: an issue's `updated_at` moves with every
+/// comment and label too.
+pub async fn body_edited_at(
+    client: &InstallationClient,
+    owner: &str,
+    repo: &str,
+    number: u64,
+) -> Result<Option<DateTime<Utc>>> {
+    const QUERY: &str = "query($owner: String!, $name: String!, $number: Int!) { \
+         repository(owner: $owner, name: $name) { issueOrPullRequest(number: $number) { \
+         ... on Issue { lastEditedAt } ... on PullRequest { lastEditedAt } } } }";
+    #[derive(Deserialize)]
+    struct Data {
+        repository: Option<Repository>,
+    }
+    #[derive(Deserialize)]
+    struct Repository {
+        #[serde(rename = "issueOrPullRequest")]
+        item: Option<Item>,
+    }
+    #[derive(Deserialize)]
+    struct Item {
+        #[serde(rename = "lastEditedAt")]
+        last_edited_at: Option<DateTime<Utc>>,
+    }
+    let data: Data = client
+        .graphql(
+            QUERY,
+            serde_json::json!({"owner": owner, "name": repo, "number": number}),
+        )
+        .await?;
+    Ok(data
+        .repository
+        .and_then(|r| r.item)
+        .and_then(|i| i.last_edited_at))
+}
+
 pub async fn get_issue_comment(
     client: &InstallationClient,
     owner: &str,

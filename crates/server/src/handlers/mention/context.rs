@@ -1,7 +1,8 @@
 //! What the agent is told about a mention: the issue or pull request, its conversation, its
 //! reviews and, for a review comment, its thread; the diff of a pull request. Everything written
 //! on GitHub goes through `sanitize_untrusted` first, and comments created or edited after the
-//! trigger are left out (TOCTOU: an edit after the request must not change what kodiai acts on).
+//! trigger are left out, as is the description when it was edited after the trigger (TOCTOU:
+//! an edit after the request must not change what kodiai acts on).
 
 use std::fmt::Write as _;
 
@@ -28,7 +29,8 @@ pub struct Gathered {
     pub pull: Option<PullDetails>,
     /// The context as markdown sections for the prompt.
     pub text: String,
-    /// Comments left out because they were written or edited after the trigger.
+    /// Comments (and the description) left out because they were written or edited after the
+    /// trigger.
     pub left_out: usize,
 }
 
@@ -99,6 +101,18 @@ pub async fn gather(
     let cutoff = trigger_time(client, job, owner, repo, job_created).await?;
     let mut text = String::new();
     let mut left_out = 0;
+    // The description as it is now, unless it was edited after the request.
+    let edited_after = api::body_edited_at(client, owner, repo, job.number)
+        .await?
+        .is_some_and(|at| at > cutoff);
+    let mut body_text = |body: Option<&str>| {
+        if edited_after {
+            left_out += 1;
+            "_(The description was edited after the request; it is left out.)_".to_owned()
+        } else {
+            clean(body.unwrap_or_default())
+        }
+    };
 
     let (title, pull) = if job.is_pull_request {
         let pull = api::get_pull(client, owner, repo, job.number).await?;
@@ -112,8 +126,7 @@ pub async fn gather(
             sanitize_untrusted(&pull.head.name),
             pull.head.sha,
         );
-        let body = pull.body.as_deref().unwrap_or_default();
-        let _ = write!(text, "{}\n\n", clean(body));
+        let _ = write!(text, "{}\n\n", body_text(pull.body.as_deref()));
         (title, Some(pull))
     } else {
         let issue = client.get_issue(owner, repo, job.number).await?;
@@ -127,11 +140,7 @@ pub async fn gather(
         // For a mention in the issue's own body, the request below is that body (as it was
         // delivered); its current text may have been edited since.
         if job.source != MentionSource::Issue {
-            let _ = write!(
-                text,
-                "{}\n\n",
-                clean(issue.body.as_deref().unwrap_or_default())
-            );
+            let _ = write!(text, "{}\n\n", body_text(issue.body.as_deref()));
         }
         (title, None)
     };

@@ -26,6 +26,9 @@ pub struct Repository {
     pub default_branch: String,
     #[serde(default)]
     pub private: bool,
+    /// `https://github.com/owner/name.git`.
+    #[serde(default)]
+    pub clone_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -62,6 +65,18 @@ pub struct GitRef {
     #[serde(rename = "ref")]
     pub name: String,
     pub sha: String,
+    /// The repository the branch is in; `None` when the fork a pull request came from was
+    /// deleted.
+    #[serde(default)]
+    pub repo: Option<HeadRepository>,
+}
+
+/// The repository of one side of a pull request.
+#[derive(Debug, Clone, Deserialize)]
+pub struct HeadRepository {
+    pub full_name: String,
+    #[serde(default)]
+    pub clone_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -80,6 +95,11 @@ pub struct PullRequest {
     pub base: GitRef,
     #[serde(default)]
     pub changed_files: Option<u64>,
+    /// Whether the fork's owner lets maintainers (and so kodiai) push to its branch.
+    #[serde(default)]
+    pub maintainer_can_modify: bool,
+    #[serde(default)]
+    pub created_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -1,7 +1,6 @@
 //! The REST calls of the mention flow and the GitHub tools that `kodiai-github`'s `rest.rs` does
 //! not have yet: one conversation or review-thread comment, a pull request's reviews
-//! and review comments, the fields of a repository and a pull request that decide where a fix is
-//! pushed, and opening a pull request. Built on the client's public `call`/`request`/`paginate`,
+//! and review comments, when a description was last edited, and opening a pull request. Built on the client's public `call`/`request`/`paginate`,
 //! so retries, the governor and metrics apply as for every other call.
 
 use chrono::{DateTime, Utc};
@@ -50,50 +49,6 @@ pub struct ReviewBody {
     /// The commit the review is about.
     #[serde(default)]
     pub commit_id: Option<String>,
-}
-
-/// What decides where a clone comes from.
-#[derive(Debug, Clone, Deserialize)]
-pub struct RepositoryDetails {
-    pub full_name: String,
-    pub default_branch: String,
-    /// `https://github.com/owner/name.git`.
-    #[serde(default)]
-    pub clone_url: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct HeadRepository {
-    pub full_name: String,
-    #[serde(default)]
-    pub clone_url: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct PullSide {
-    #[serde(rename = "ref")]
-    pub name: String,
-    pub sha: String,
-    /// `None` when the fork the pull request came from was deleted.
-    #[serde(default)]
-    pub repo: Option<HeadRepository>,
-}
-
-/// A pull request with what decides whether kodiai may push to its branch.
-#[derive(Debug, Clone, Deserialize)]
-pub struct PullDetails {
-    pub number: u64,
-    #[serde(default)]
-    pub title: String,
-    #[serde(default)]
-    pub body: Option<String>,
-    pub user: Option<User>,
-    pub head: PullSide,
-    pub base: PullSide,
-    #[serde(default)]
-    pub maintainer_can_modify: bool,
-    #[serde(default)]
-    pub created_at: Option<DateTime<Utc>>,
 }
 
 /// A pull request kodiai opened.
@@ -235,36 +190,6 @@ pub async fn get_review(
             Method::GET,
             "/repos/{owner}/{repo}/pulls/{number}/reviews/{review_id}",
             &["repos", owner, repo, "pulls", &n, "reviews", &id],
-        ))
-        .await
-}
-
-pub async fn get_repository(
-    client: &InstallationClient,
-    owner: &str,
-    repo: &str,
-) -> Result<RepositoryDetails> {
-    client
-        .request(client.call(
-            Method::GET,
-            "/repos/{owner}/{repo}",
-            &["repos", owner, repo],
-        ))
-        .await
-}
-
-pub async fn get_pull(
-    client: &InstallationClient,
-    owner: &str,
-    repo: &str,
-    number: u64,
-) -> Result<PullDetails> {
-    let n = number.to_string();
-    client
-        .request(client.call(
-            Method::GET,
-            "/repos/{owner}/{repo}/pulls/{number}",
-            &["repos", owner, repo, "pulls", &n],
         ))
         .await
 }

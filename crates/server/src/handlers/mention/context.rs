@@ -8,11 +8,11 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 use kodiai_github::client::{InstallationClient, Result};
-use kodiai_github::rest::{PullFile, User};
+use kodiai_github::rest::{PullFile, PullRequest, Repository, User};
 use kodiai_github::sanitize::sanitize_untrusted;
 use kodiai_protocol::{MentionJob, MentionSource};
 
-use crate::github_tools::api::{self, PullDetails, RepositoryDetails};
+use crate::github_tools::api;
 
 /// At most this much of one comment or body goes into the prompt.
 const MAX_TEXT_CHARS: usize = 20_000;
@@ -23,10 +23,10 @@ const MAX_DIFF_CHARS: usize = 120_000;
 
 /// What was gathered.
 pub struct Gathered {
-    pub repository: RepositoryDetails,
+    pub repository: Repository,
     /// The or pull request's title (sanitized).
     pub title: String,
-    pub pull: Option<PullDetails>,
+    pub pull: Option<PullRequest>,
     /// The context as markdown sections for the prompt.
     pub text: String,
     /// Comments (and the description) left out because they were written or edited after the
@@ -97,7 +97,7 @@ pub async fn gather(
     repo: &str,
     job_created: DateTime<Utc>,
 ) -> Result<Gathered> {
-    let repository = api::get_repository(client, owner, repo).await?;
+    let repository = client.get_repository(owner, repo).await?;
     let cutoff = trigger_time(client, job, owner, repo, job_created).await?;
     let mut text = String::new();
     let mut left_out = 0;
@@ -115,7 +115,7 @@ pub async fn gather(
     };
 
     let (title, pull) = if job.is_pull_request {
-        let pull = api::get_pull(client, owner, repo, job.number).await?;
+        let pull = client.get_pull(owner, repo, job.number).await?;
         let title = clean(&pull.title);
         let _ = write!(
             text,

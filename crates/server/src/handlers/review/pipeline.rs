@@ -37,7 +37,7 @@ use super::git::{self, GitConfig};
 use super::post;
 use crate::context::{PromptBudget, ReviewInput, build_review_prompt, fetch_review_input};
 use crate::github_tools::{
-    CreateInlineComment, Finding, GetCiStatus, GithubScope, JobProgress, SharedFindings, api,
+    CreateInlineComment, Finding, GetCiStatus, GithubScope, JobProgress, SharedFindings,
     findings_of,
 };
 use crate::handlers::{GithubWork, github_error};
@@ -104,7 +104,9 @@ pub(crate) async fn review(
     )
     .await
     .map_err(|e| failed("reading the pull request from GitHub", &e))?;
-    let repository = api::get_repository(&scope.client, &scope.owner, &scope.repo)
+    let repository = scope
+        .client
+        .get_repository(&scope.owner, &scope.repo)
         .await
         .map_err(|e| failed("reading the repository from GitHub", &e))?;
     let url_text = repository

@@ -137,6 +137,24 @@ fn comment(id: &str, args: Value) -> Reply {
     Reply::tool_calls(&[(id, "create_inline_comment", args)])
 }
 
+/// Scripts a model that comments on line 6 (division by zero) and line 5 (naming) of
+/// `LIB_WITH_DIV`'s `src/lib.rs` at once, then ends with "Two notes.".
+fn two_notes(llm: &FakeLlm) {
+    llm.push(Reply::tool_calls(&[
+        (
+            "c1",
+            "create_inline_comment",
+            json!({"path": "src/lib.rs", "line": 6, "body": "Division by zero."}),
+        ),
+        (
+            "c2",
+            "create_inline_comment",
+            json!({"path": "src/lib.rs", "line": 5, "body": "Name it `checked_div`."}),
+        ),
+    ]))
+    .push(Reply::text("Two notes."));
+}
+
 fn marker_of(head: &str) -> String {
     format!("<!-- kodiai:review:{}#2@{head} -->", REPO.to_lowercase())
 }
@@ -277,20 +295,7 @@ app_test!(
             .push(&[("src/lib.rs", LIB_WITH_DIV)], "add div", false)
             .await;
         w.fake.reject_review_line(REPO, "src/lib.rs", 6);
-        w.llm
-            .push(Reply::tool_calls(&[
-                (
-                    "c1",
-                    "create_inline_comment",
-                    json!({"path": "src/lib.rs", "line": 6, "body": "Division by zero."}),
-                ),
-                (
-                    "c2",
-                    "create_inline_comment",
-                    json!({"path": "src/lib.rs", "line": 5, "body": "Name it `checked_div`."}),
-                ),
-            ]))
-            .push(Reply::text("Two notes."));
+        two_notes(&w.llm);
         let job = w.review(&w.event("opened", &head, false)).await;
         assert_eq!(job.state, JobState::Succeeded, "{job:?}");
         assert_eq!(job.result.unwrap()["refused_by_github"], 1);
@@ -402,20 +407,7 @@ app_test!(
         assert_eq!(w.reviews().len(), 1);
 
         // Asked for in a mention at the same head: a second review, without the first's finding.
-        w.llm
-            .push(Reply::tool_calls(&[
-                (
-                    "c2",
-                    "create_inline_comment",
-                    json!({"path": "src/lib.rs", "line": 6, "body": "Division by zero."}),
-                ),
-                (
-                    "c3",
-                    "create_inline_comment",
-                    json!({"path": "src/lib.rs", "line": 5, "body": "Name it `checked_div`."}),
-                ),
-            ]))
-            .push(Reply::text("Two notes."));
+        two_notes(&w.llm);
         let requested = w.request_review(&opened, "mention-1").await;
         let job = w.run(&requested).await;
         assert_eq!(job.state, JobState::Succeeded, "{job:?}");

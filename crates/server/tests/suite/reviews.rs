@@ -137,6 +137,11 @@ fn comment(id: &str, args: Value) -> Reply {
     Reply::tool_calls(&[(id, "create_inline_comment", args)])
 }
 
+/// Where inline comments (as [`World::comments_of`] gives them) sit: (path, line).
+fn anchors(comments: &[(String, u64, String)]) -> Vec<(&str, u64)> {
+    comments.iter().map(|(p, l, _)| (p.as_str(), *l)).collect()
+}
+
 /// Scripts a model that comments on line 6 (division by zero) and line 5 (naming) of
 /// `LIB_WITH_DIV`'s `src/lib.rs` at once, then ends with "Two notes.".
 fn two_notes(llm: &FakeLlm) {
@@ -200,13 +205,7 @@ app_test!(
         assert!(body.starts_with(&marker_of(&head)), "{body}");
         assert!(body.contains("`div` panics on 0"), "{body}");
         let comments = w.comments_of(review);
-        assert_eq!(
-            comments
-                .iter()
-                .map(|(p, l, _)| (p.as_str(), *l))
-                .collect::<Vec<_>>(),
-            [("src/lib.rs", 6), ("src/lib.rs", 2)]
-        );
+        assert_eq!(anchors(&comments), [("src/lib.rs", 6), ("src/lib.rs", 2)]);
         assert!(comments[1].2.contains("```suggestion\n    a + b\n```"));
         // The model saw the patch with new-side numbers, and the tools' answers.
         let prompts = w.prompts_since(0);
@@ -302,13 +301,7 @@ app_test!(
         let reviews = w.reviews();
         assert_eq!(reviews.len(), 1, "{reviews:?}");
         let comments = w.comments_of(&reviews[0]);
-        assert_eq!(
-            comments
-                .iter()
-                .map(|(p, l, _)| (p.as_str(), *l))
-                .collect::<Vec<_>>(),
-            [("src/lib.rs", 5)]
-        );
+        assert_eq!(anchors(&comments), [("src/lib.rs", 5)]);
         let body = reviews[0]["body"].as_str().unwrap();
         assert!(
             body.contains("src/lib.rs:6") && body.contains("Division by zero."),
@@ -417,13 +410,7 @@ app_test!(
         let reviews = w.reviews();
         assert_eq!(reviews.len(), 2, "{reviews:?}");
         let comments = w.comments_of(&reviews[1]);
-        assert_eq!(
-            comments
-                .iter()
-                .map(|(p, l, _)| (p.as_str(), *l))
-                .collect::<Vec<_>>(),
-            [("src/lib.rs", 5)]
-        );
+        assert_eq!(anchors(&comments), [("src/lib.rs", 5)]);
         let body = reviews[1]["body"].as_str().unwrap();
         assert!(body.contains(":requested:mention-1 -->"), "{body}");
         assert!(
@@ -506,13 +493,7 @@ app_test!(
         let reviews = w.reviews();
         assert_eq!(reviews.len(), 2, "{reviews:?}");
         let comments = w.comments_of(&reviews[1]);
-        assert_eq!(
-            comments
-                .iter()
-                .map(|(p, l, _)| (p.as_str(), *l))
-                .collect::<Vec<_>>(),
-            [("src/rem.rs", 2)]
-        );
+        assert_eq!(anchors(&comments), [("src/rem.rs", 2)]);
         // The second prompt showed only what the new commit changed.
         let prompt = w.prompts_since(asked);
         assert!(prompt.contains("a % b"), "{prompt}");

@@ -152,6 +152,39 @@ impl GithubWork {
             .unwrap_or_else(|_| PriceTable::builtin())
     }
 
+    /// The agent task of a job: `user` under `system` with `model` and the tools of `registry`,
+    /// within the repository's turn and time limits, ending when the job is cancelled. The
+    /// model's name comes with it, for the job's result.
+    pub(crate) fn agent_task(
+        &self,
+        ctx: &JobContext,
+        config: &RepoConfig,
+        model: Llm,
+        registry: kodiai_agent::tools::ToolRegistry,
+        system: String,
+        user: String,
+    ) -> (kodiai_agent::Task, String) {
+        let model_name = model.model().to_string();
+        let settings = kodiai_llm::ModelSettings::new(model.model().model.clone());
+        let mut task = kodiai_agent::Task::new(
+            user,
+            Arc::new(model),
+            settings,
+            kodiai_agent::tools::ToolRouter::new(registry),
+        );
+        task.system = system;
+        task.prices = self.prices();
+        task.limits = kodiai_agent::Limits {
+            max_turns: config.settings.max_turns,
+            timeout: Some(std::time::Duration::from_secs(u64::from(
+                config.settings.timeout_seconds,
+            ))),
+            budget_usd: None,
+        };
+        task.cancel = ctx.token().child_token();
+        (task, model_name)
+    }
+
     pub(crate) fn own_handles(&self) -> &[String] {
         &self.own_handles
     }

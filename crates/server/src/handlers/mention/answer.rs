@@ -8,18 +8,16 @@
 //! `kodiai/pr-N-slug`) and a pull request from it. Changing code needs `write.enabled`.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use kodiai_agent::tools::{ToolRegistry, ToolRouter, WorkspaceRoot, WorkspaceToolOptions};
+use kodiai_agent::tools::{ToolRegistry, WorkspaceRoot, WorkspaceToolOptions};
 use kodiai_agent::workspace::{
     Checkout, CheckoutRequest, Identity, Remote, Target, issue_branch_name,
     pull_request_branch_name,
 };
-use kodiai_agent::{Limits, Task};
 use kodiai_github::client::InstallationClient;
 use kodiai_github::rest::ReactionTarget;
 use kodiai_github::sanitize::sanitize_untrusted;
-use kodiai_llm::ModelSettings;
 use kodiai_protocol::{FinishReason, MentionJob, MentionSource};
 use serde_json::{Value, json};
 
@@ -403,24 +401,14 @@ async fn run_agent(
         .map_err(|e| Stop::permanent(format!("the tools: {e}")))?;
 
     let instructions = instructions(job, config, gathered, write, &branch, opens_pull.as_deref());
-    let model_name = model.model().to_string();
-    let settings = ModelSettings::new(model.model().model.clone());
-    let mut task = Task::new(
+    let (task, model_name) = work.agent_task(
+        ctx,
+        config,
+        model,
+        registry,
+        SYSTEM_PROMPT.to_owned(),
         instructions,
-        Arc::new(model),
-        settings,
-        ToolRouter::new(registry),
     );
-    task.system = SYSTEM_PROMPT.to_owned();
-    task.prices = work.prices();
-    task.limits = Limits {
-        max_turns: config.settings.max_turns,
-        timeout: Some(Duration::from_secs(u64::from(
-            config.settings.timeout_seconds,
-        ))),
-        budget_usd: None,
-    };
-    task.cancel = ctx.token().child_token();
     let _ = ctx
         .progress(json!({"message": "the agent is working", "model": model_name}))
         .await;

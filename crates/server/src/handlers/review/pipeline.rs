@@ -20,15 +20,12 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
-use kodiai_agent::tools::{ToolRegistry, ToolRouter, WorkspaceRoot, WorkspaceToolOptions};
+use kodiai_agent::tools::{ToolRegistry, WorkspaceRoot, WorkspaceToolOptions};
 use kodiai_agent::workspace::{Checkout, CheckoutRequest, Remote, Target};
-use kodiai_agent::{Limits, Task};
 use kodiai_github::client::InstallationClient;
 use kodiai_github::diff::Diff;
 use kodiai_github::rest::PullFile;
-use kodiai_llm::ModelSettings;
 use kodiai_protocol::{FinishReason, ReviewJob};
 use kodiai_store::{PostedFinding, ReviewRecord};
 use serde_json::{Value, json};
@@ -506,19 +503,7 @@ async fn run_agent(
         .register_all(tools)
         .map_err(|e| JobError::permanent(format!("the tools: {e}")))?;
 
-    let model_name = model.model().to_string();
-    let settings = ModelSettings::new(model.model().model.clone());
-    let mut task = Task::new(user, Arc::new(model), settings, ToolRouter::new(registry));
-    task.system = system;
-    task.prices = work.prices();
-    task.limits = Limits {
-        max_turns: config.settings.max_turns,
-        timeout: Some(Duration::from_secs(u64::from(
-            config.settings.timeout_seconds,
-        ))),
-        budget_usd: None,
-    };
-    task.cancel = ctx.token().child_token();
+    let (task, model_name) = work.agent_task(ctx, config, model, registry, system, user);
     let outcome = kodiai_agent::start(task).outcome().await;
     Ok(AgentReport {
         reason: outcome.reason,

@@ -101,10 +101,13 @@ pub async fn gather(
     let cutoff = trigger_time(client, job, owner, repo, job_created).await?;
     let mut text = String::new();
     let mut left_out = 0;
-    // The description as it is now, unless it was edited after the request.
-    let edited_after = api::body_edited_at(client, owner, repo, job.number)
-        .await?
-        .is_some_and(|at| at > cutoff);
+    // The description as it is now, unless it was edited after the request. A mention in an
+    // issue's own body brings that body as delivered, so the current one is not shown.
+    let shows_body = job.is_pull_request || job.source != MentionSource::Issue;
+    let edited_after = shows_body
+        && api::body_edited_at(client, owner, repo, job.number)
+            .await?
+            .is_some_and(|at| at > cutoff);
     let mut body_text = |body: Option<&str>| {
         if edited_after {
             left_out += 1;

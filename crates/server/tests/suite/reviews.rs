@@ -25,6 +25,16 @@ async fn world(builder: TestAppBuilder, kodiai_yml: Option<&str>) -> Option<Worl
     World::start(builder, &files, kodiai_yml).await
 }
 
+/// The world with pull request 2 open (not a draft) at a commit that adds `div`
+/// (`LIB_WITH_DIV`); that head.
+async fn world_with_div(builder: TestAppBuilder) -> Option<(World, String)> {
+    let w = world(builder, None).await?;
+    let head = w
+        .push(&[("src/lib.rs", LIB_WITH_DIV)], "add div", false)
+        .await;
+    Some((w, head))
+}
+
 impl World {
     /// Delivers `payload` as `pull_request` and runs the job it made; the job after.
     async fn review(&self, payload: &Value) -> Job {
@@ -167,12 +177,9 @@ fn marker_of(head: &str) -> String {
 app_test!(
     an_opened_pull_request_gets_one_review_with_its_comments_on_their_lines,
     builder | builder | {
-        let Some(w) = world(builder, None).await else {
+        let Some((w, head)) = world_with_div(builder).await else {
             return;
         };
-        let head = w
-            .push(&[("src/lib.rs", LIB_WITH_DIV)], "add div", false)
-            .await;
         w.llm
             .push(Reply::tool_calls(&[
                 (
@@ -218,12 +225,9 @@ app_test!(
 app_test!(
     a_clean_pull_request_is_approved_without_a_body,
     builder | builder | {
-        let Some(w) = world(builder, None).await else {
+        let Some((w, head)) = world_with_div(builder).await else {
             return;
         };
-        let head = w
-            .push(&[("src/lib.rs", LIB_WITH_DIV)], "add div", false)
-            .await;
         w.llm.push(Reply::text("Looks fine."));
         let job = w.review(&w.event("opened", &head, false)).await;
         assert_eq!(job.state, JobState::Succeeded, "{job:?}");
@@ -250,12 +254,9 @@ app_test!(
 app_test!(
     anchors_outside_the_diff_are_moved_or_summarized_in_one_review,
     builder | builder | {
-        let Some(w) = world(builder, None).await else {
+        let Some((w, head)) = world_with_div(builder).await else {
             return;
         };
-        let head = w
-            .push(&[("src/lib.rs", LIB_WITH_DIV)], "add div", false)
-            .await;
         w.llm
             .push(comment(
                 "c1",
@@ -287,12 +288,9 @@ app_test!(
 app_test!(
     a_comment_github_refuses_goes_to_the_summary_of_the_one_review,
     builder | builder | {
-        let Some(w) = world(builder, None).await else {
+        let Some((w, head)) = world_with_div(builder).await else {
             return;
         };
-        let head = w
-            .push(&[("src/lib.rs", LIB_WITH_DIV)], "add div", false)
-            .await;
         w.fake.reject_review_line(REPO, "src/lib.rs", 6);
         two_notes(&w.llm);
         let job = w.review(&w.event("opened", &head, false)).await;
@@ -314,12 +312,9 @@ app_test!(
 app_test!(
     a_rerun_after_a_review_was_posted_posts_nothing_new,
     builder | builder | {
-        let Some(w) = world(builder, None).await else {
+        let Some((w, head)) = world_with_div(builder).await else {
             return;
         };
-        let head = w
-            .push(&[("src/lib.rs", LIB_WITH_DIV)], "add div", false)
-            .await;
         // The model comments, then fails: a partial review, and the job fails.
         w.llm
             .push(comment(
@@ -383,12 +378,9 @@ impl World {
 app_test!(
     review_this_on_a_reviewed_head_reviews_again_without_repeating_a_finding,
     builder | builder | {
-        let Some(w) = world(builder, None).await else {
+        let Some((w, head)) = world_with_div(builder).await else {
             return;
         };
-        let head = w
-            .push(&[("src/lib.rs", LIB_WITH_DIV)], "add div", false)
-            .await;
         w.llm
             .push(comment(
                 "c1",
@@ -534,12 +526,9 @@ app_test!(
 app_test!(
     a_failing_model_leaves_one_error_comment_and_no_review,
     builder | builder | {
-        let Some(w) = world(builder, None).await else {
+        let Some((w, head)) = world_with_div(builder).await else {
             return;
         };
-        let head = w
-            .push(&[("src/lib.rs", LIB_WITH_DIV)], "add div", false)
-            .await;
         for _ in 0..2 {
             w.llm.push(Reply::error(FakeError::Status(
                 400,

@@ -765,6 +765,14 @@ impl Config {
                 .unwrap_or_else(|| "info".to_owned()),
         };
 
+        let api_url = s
+            .parse(
+                "github.api_url",
+                &["GITHUB_API_URL"],
+                "an http(s) URL",
+                parse_http_url,
+            )?
+            .unwrap_or_else(|| fixed_url("https://api.github.com"));
         let github = GithubConfig {
             app_id: s.parse(
                 "github.app_id",
@@ -781,14 +789,7 @@ impl Config {
             },
             webhook_secret: s.secret("github.webhook_secret", &["GITHUB_WEBHOOK_SECRET"])?,
             token: s.secret("github.token", &["GITHUB_TOKEN"])?,
-            api_url: s
-                .parse(
-                    "github.api_url",
-                    &["GITHUB_API_URL"],
-                    "an http(s) URL",
-                    parse_http_url,
-                )?
-                .unwrap_or_else(|| fixed_url("https://api.github.com")),
+            api_url: api_url.clone(),
             graphql_url: s
                 .parse(
                     "github.graphql_url",
@@ -796,7 +797,7 @@ impl Config {
                     "an http(s) URL",
                     parse_http_url,
                 )?
-                .unwrap_or_else(|| fixed_url("https://api.github.com/graphql")),
+                .unwrap_or_else(|| graphql_url_of(&api_url)),
             client: github_client_config(&mut s)?,
             webhook_secrets: s
                 .get(
@@ -1455,6 +1456,22 @@ fn parse_http_url(text: &str) -> Option<url::Url> {
     url::Url::parse(text)
         .ok()
         .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+}
+
+/// GitHub's GraphQL endpoint beside the REST API at `api`: `https://api.github.com/graphql`;
+/// GitHub Enterprise Server's `https://HOST/api/graphql` beside `https://HOST/api/v3`; else
+/// `graphql` under the API's path. Never github.com's for another host, where the token of that
+/// host would go.
+fn graphql_url_of(api: &url::Url) -> url::Url {
+    let path = api.path().trim_end_matches('/');
+    let graphql = match path.strip_suffix("/api/v3") {
+        Some(prefix) => format!("{prefix}/api/graphql"),
+        None => format!("{path}/graphql"),
+    };
+    let mut url = api.clone();
+    url.set_path(&graphql);
+    url.set_query(None);
+    url
 }
 
 #[expect(

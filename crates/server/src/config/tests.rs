@@ -37,6 +37,41 @@ fn defaults_need_nothing() {
 }
 
 #[test]
+fn the_graphql_endpoint_follows_the_rest_api_unless_set() {
+    for (api, graphql) in [
+        (None, "https://api.github.com/graphql"),
+        (
+            Some("https://ghe.example.com/api/v3"),
+            "https://ghe.example.com/api/graphql",
+        ),
+        (
+            Some("https://ghe.example.com/api/v3/"),
+            "https://ghe.example.com/api/graphql",
+        ),
+        (
+            Some("http://127.0.0.1:9000"),
+            "http://127.0.0.1:9000/graphql",
+        ),
+    ] {
+        let pairs: Vec<(&str, &str)> = api.map(|a| ("GITHUB_API_URL", a)).into_iter().collect();
+        let config = Config::from_sources(None, &env(&pairs)).unwrap();
+        assert_eq!(config.github.graphql_url.as_str(), graphql, "{api:?}");
+    }
+    let config = Config::from_sources(
+        None,
+        &env(&[
+            ("GITHUB_API_URL", "https://ghe.example.com/api/v3"),
+            ("GITHUB_GRAPHQL_URL", "https://gql.example.com/graphql"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(
+        config.github.graphql_url.as_str(),
+        "https://gql.example.com/graphql"
+    );
+}
+
+#[test]
 fn environment_overrides_the_file() {
     let config = Config::from_sources(
         file("data_dir = \"/srv/kodiai\"\n[server]\nport = 9000\nhost = \"127.0.0.1\"\n[log]\nformat = \"pretty\"\n"),

@@ -35,6 +35,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::{AgentRun, EVENT_BUFFER, Limits, RunOutcome, stopped};
+use crate::mcp::ToolSocket;
+use crate::tools::ToolRegistry;
 use crate::tools::process::GroupGuard;
 
 /// Which engine runs a task.
@@ -232,7 +234,14 @@ pub struct CliTask {
     /// MCP servers for the CLI, as the `mcpServers` object both CLIs read (`name` →
     /// `{command, args, env}` or `{type: "http", url, headers}`); each server's tools are
     /// allowed.
-    pub mcp_servers: serde_json::Map<String, serde_json::Value>,
+    pub mcp_servers: McpServers,
+    /// Tools of this process offered to the CLI as MCP servers, one per group (its name → its
+    /// tools; each server's tools are allowed). They stay in this process: the run serves them
+    /// on a [`ToolSocket`] in its scratch folder, and the CLI starts [`CliTask::relay`] with the
+    /// group's name appended as each group's stdio server.
+    pub served: Vec<(String, ToolRegistry)>,
+    /// The relay command for [`CliTask::served`] (`kodiai mcp`); required when it is not empty.
+    pub relay: Option<RelayCommand>,
     pub credential: Option<CliCredential>,
     /// `PATH` in the child's environment.
     pub path: String,
@@ -242,6 +251,17 @@ pub struct CliTask {
     /// Prices for the cost estimate of each turn (and so the budget).
     pub prices: PriceTable,
     pub cancel: CancellationToken,
+}
+
+/// A CLI's `mcpServers` object: server name → its entry.
+pub type McpServers = serde_json::Map<String, serde_json::Value>;
+
+/// The program and first arguments of the relay a CLI starts for a served tool group (the
+/// group's name is the last argument): `kodiai mcp`, which runs [`crate::mcp::relay_stdio`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayCommand {
+    pub program: PathBuf,
+    pub args: Vec<String>,
 }
 
 /// The `PATH` of a CLI child unless configured.
@@ -264,6 +284,8 @@ impl CliTask {
             model: None,
             allowed_tools: cli.workspace_tools(false),
             mcp_servers: serde_json::Map::new(),
+            served: Vec::new(),
+            relay: None,
             credential: None,
             path: DEFAULT_PATH.to_owned(),
             env: Vec::new(),
@@ -643,22 +665,73 @@ pub(crate) fn event_of<T: serde::de::DeserializeOwned>(line: &str, cli: &str) ->
     }
 }
 
-/// Starts the CLI of `task` in its own process group, with a scratch folder for HOME, TMPDIR
-/// and the CLI's configuration files. The error says, for the run's end, what failed.
-fn spawn_cli(task: &CliTask, name: &str) -> Result<(tempfile::TempDir, GroupGuard), String> {
+/// The run's scratch folder: the CLI's HOME and TMPDIR, its configuration files, the tool
+/// socket. Removed at the end of the run, once the group is gone.
+fn scratch_folder(name: &str) -> Result<tempfile::TempDir, String> {
     let scratch = tempfile::Builder::new()
         .prefix("kodiai-cli-")
         .tempdir()
         .map_err(|e| format!("cannot create the scratch folder for `{name}`: {e}"))?;
-    let home = scratch.path().join("home");
-    let tmp = scratch.path().join("tmp");
-    let invocation = std::fs::create_dir_all(&home)
-        .and_then(|()| std::fs::create_dir_all(&tmp))
-        .and_then(|()| match task.cli {
-            Cli::ClaudeCode => claude_code::invocation(task, scratch.path()),
-            Cli::GeminiCli => gemini_cli::invocation(task, scratch.path(), &home),
-        })
-        .map_err(|e| format!("cannot write the configuration of `{name}`: {e}"))?;
+    std::fs::create_dir_all(scratch.path().join("home"))
+        .and_then(|()| std::fs::create_dir_all(scratch.path().join("tmp")))
+        .map_err(|e| format!("cannot create the scratch folder for `{name}`: {e}"))?;
+    Ok(scratch)
+}
+
+/// The MCP servers the CLI is given: the task's own, and for each served tool group a relay to
+/// the [`ToolSocket`] started here in `scratch` (`None` when nothing is served).
+fn serve_tools(task: &CliTask, scratch: &Path) -> Result<(Option<ToolSocket>, McpServers), String> {
+    let mut servers = task.mcp_servers.clone();
+    if task.served.is_empty() {
+        return Ok((None, servers));
+    }
+    let relay = task
+        .relay
+        .as_ref()
+        .ok_or("the task serves tools but names no relay command")?;
+    let socket = ToolSocket::start(
+        &scratch.join("tools.sock"),
+        task.served.clone(),
+        &task.cancel,
+    )
+    .map_err(|e| format!("cannot serve the task's tools: {e}"))?;
+    let env: serde_json::Map<String, serde_json::Value> = socket
+        .relay_env()
+        .into_iter()
+        .map(|(k, v)| (k, serde_json::Value::String(v)))
+        .collect();
+    for (group, _) in &task.served {
+        let mut args = relay.args.clone();
+        args.push(group.clone());
+        let mut entry = serde_json::json!({
+            "command": relay.program.display().to_string(),
+            "args": args,
+            "env": env,
+        });
+        if task.cli == Cli::GeminiCli {
+            // kodiai's own tools run without the confirmation a headless run cannot give.
+            entry["trust"] = serde_json::Value::Bool(true);
+        }
+        servers.insert(group.clone(), entry);
+    }
+    Ok((Some(socket), servers))
+}
+
+/// Starts the CLI of `task` in its own process group, with HOME and TMPDIR in `scratch` and
+/// `mcp_servers` as its MCP configuration. The error says, for the run's end, what failed.
+fn spawn_cli(
+    task: &CliTask,
+    name: &str,
+    scratch: &Path,
+    mcp_servers: &McpServers,
+) -> Result<GroupGuard, String> {
+    let home = scratch.join("home");
+    let tmp = scratch.join("tmp");
+    let invocation = match task.cli {
+        Cli::ClaudeCode => claude_code::invocation(task, mcp_servers, scratch),
+        Cli::GeminiCli => gemini_cli::invocation(task, mcp_servers, scratch, &home),
+    }
+    .map_err(|e| format!("cannot write the configuration of `{name}`: {e}"))?;
     let env = environment(task, &home, &tmp, invocation.env);
     let mut command = CommandWrap::with_new(&task.program, |command| {
         command
@@ -674,13 +747,10 @@ fn spawn_cli(task: &CliTask, name: &str) -> Result<(tempfile::TempDir, GroupGuar
     let child = command
         .spawn()
         .map_err(|e| format!("cannot start `{name}`: {e}"))?;
-    Ok((
-        scratch,
-        GroupGuard {
-            child,
-            reaped: false,
-        },
-    ))
+    Ok(GroupGuard {
+        child,
+        reaped: false,
+    })
 }
 
 async fn drive(task: CliTask, sender: mpsc::Sender<AgentEvent>) -> RunOutcome {
@@ -694,8 +764,13 @@ async fn drive(task: CliTask, sender: mpsc::Sender<AgentEvent>) -> RunOutcome {
     let instructions = task.instructions.clone();
     let name = task.program.display().to_string();
 
-    // The scratch folder is removed at the end, once the group is gone.
-    let (scratch, mut guard) = match spawn_cli(&task, &name) {
+    // The scratch folder and the tool socket are removed at the end, once the group is gone.
+    let started = scratch_folder(&name).and_then(|scratch| {
+        let (socket, servers) = serve_tools(&task, scratch.path())?;
+        let guard = spawn_cli(&task, &name, scratch.path(), &servers)?;
+        Ok((scratch, socket, guard))
+    });
+    let (scratch, socket, mut guard) = match started {
         Ok(started) => started,
         Err(message) => {
             return finish(
@@ -788,6 +863,9 @@ async fn drive(task: CliTask, sender: mpsc::Sender<AgentEvent>) -> RunOutcome {
             task.credential.as_ref(),
         )
     };
+    if let Some(socket) = socket {
+        socket.shutdown().await;
+    }
     drop(scratch);
 
     if let Some(reason) = stop {

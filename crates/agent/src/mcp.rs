@@ -2,7 +2,8 @@
 //! ([`McpServerConfig`]: a stdio child process or a streamable-HTTP endpoint), connected when
 //! the task starts and stopped when it ends; their tools reach the model as `server__tool`
 //! [`DynTool`](crate::tools::DynTool)s. The server ([`serve`]): any [`ToolRegistry`] offered to
-//! an MCP client, which is how the CLI backends get kodiai's tools (`kodiai mcp NAME`).
+//! an MCP client, which is how the CLI backends get kodiai's tools (`kodiai mcp NAME`); a task's
+//! own tools reach a CLI through a [`ToolSocket`] and the relay the CLI starts ([`relay`]).
 //!
 //! Errors a server's tool returns go back to the model as failed results; so does a server that
 //! died in the middle of a task. A server that cannot start fails the task's start with the tail
@@ -12,10 +13,12 @@
 
 mod client;
 mod config;
+pub mod relay;
 mod server;
 
 pub use client::{McpClients, McpTimeouts};
 pub use config::{McpServerConfig, SAFE_PATH};
+pub use relay::{ToolSocket, relay_stdio};
 pub use server::{serve, serve_stdio};
 
 /// Why MCP servers could not be used.

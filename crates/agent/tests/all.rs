@@ -7,4 +7,5 @@
 mod suite {
     mod agent_loop;
     mod cli_backends;
+    mod tool_socket;
 }

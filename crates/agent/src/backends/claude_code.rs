@@ -17,21 +17,21 @@ use kodiai_protocol::{FinishReason, TokenUsage};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{CliResult, CliTask, Invocation, Tracker, result_text};
+use super::{CliResult, CliTask, Invocation, McpServers, Tracker, result_text};
 
-/// The command line, and `mcp.json` written into `scratch`.
-pub(crate) fn invocation(task: &CliTask, scratch: &Path) -> std::io::Result<Invocation> {
+/// The command line, and `mcp.json` (`mcp_servers`) written into `scratch`.
+pub(crate) fn invocation(
+    task: &CliTask,
+    mcp_servers: &McpServers,
+    scratch: &Path,
+) -> std::io::Result<Invocation> {
     let mcp_config = scratch.join("mcp.json");
     std::fs::write(
         &mcp_config,
-        serde_json::to_vec_pretty(&json!({ "mcpServers": task.mcp_servers }))?,
+        serde_json::to_vec_pretty(&json!({ "mcpServers": mcp_servers }))?,
     )?;
     let mut allowed = task.allowed_tools.clone();
-    allowed.extend(
-        task.mcp_servers
-            .keys()
-            .map(|server| format!("mcp__{server}")),
-    );
+    allowed.extend(mcp_servers.keys().map(|server| format!("mcp__{server}")));
     let mut args: Vec<String> = vec![
         "-p".into(),
         task.instructions.clone(),

@@ -19,7 +19,7 @@ use kodiai_protocol::{FinishReason, TokenUsage};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{CliResult, CliTask, Invocation, Tracker};
+use super::{CliResult, CliTask, Invocation, McpServers, Tracker};
 
 /// The CLI's exit code when `maxSessionTurns` was reached.
 pub(crate) const EXIT_MAX_TURNS: i32 = 53;
@@ -27,6 +27,7 @@ pub(crate) const EXIT_MAX_TURNS: i32 = 53;
 /// The command line, and the settings file written into `scratch`.
 pub(crate) fn invocation(
     task: &CliTask,
+    mcp_servers: &McpServers,
     scratch: &Path,
     home: &Path,
 ) -> std::io::Result<Invocation> {
@@ -37,7 +38,7 @@ pub(crate) fn invocation(
             "model": { "maxSessionTurns": task.limits.max_turns },
             "security": { "auth": { "selectedType": "gemini-api-key" } },
             "tools": { "allowed": task.allowed_tools },
-            "mcpServers": task.mcp_servers,
+            "mcpServers": mcp_servers,
             "privacy": { "usageStatisticsEnabled": false },
             "general": { "disableAutoUpdate": true, "disableUpdateNag": true },
         }))?,
@@ -59,8 +60,8 @@ pub(crate) fn invocation(
     if !task.allowed_tools.is_empty() {
         args.extend(["--allowed-tools".into(), task.allowed_tools.join(",")]);
     }
-    if !task.mcp_servers.is_empty() {
-        let names: Vec<&str> = task.mcp_servers.keys().map(String::as_str).collect();
+    if !mcp_servers.is_empty() {
+        let names: Vec<&str> = mcp_servers.keys().map(String::as_str).collect();
         args.extend(["--allowed-mcp-server-names".into(), names.join(",")]);
     }
     Ok(Invocation {

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use kodiai_agent::Limits;
-use kodiai_agent::backends::{Cli, CliCredential, CliTask, start_cli};
+use kodiai_agent::backends::{Cli, CliCredential, CliTask, RelayCommand, start_cli};
+use kodiai_agent::tools::ToolRegistry;
 use kodiai_llm::{Price, PriceTable};
 use kodiai_protocol::{AgentEvent, FinishReason, TokenUsage, ToolCall};
 use pretty_assertions::assert_eq;
@@ -633,6 +634,12 @@ async fn gemini_cli_gets_its_flags_settings_and_credential_only() {
         "kodiai".into(),
         json!({"httpUrl": "http://127.0.0.1:9/mcp"}),
     );
+    // A group of this process's tools: served on the run's socket, reached through the relay.
+    task.served = vec![("github-ci".to_owned(), ToolRegistry::new())];
+    task.relay = Some(RelayCommand {
+        program: "/usr/local/bin/kodiai".into(),
+        args: vec!["mcp".into()],
+    });
     let (events, outcome) = start_cli(task).collect().await;
     assert_eq!(outcome.reason, FinishReason::Completed, "{events:?}");
     assert_eq!(
@@ -655,7 +662,7 @@ async fn gemini_cli_gets_its_flags_settings_and_credential_only() {
             "--allowed-tools",
             tools,
             "--allowed-mcp-server-names",
-            "kodiai",
+            "github-ci,kodiai",
         ]
     );
     assert!(!argv.iter().any(|a| a.contains("yolo")));
@@ -669,6 +676,15 @@ async fn gemini_cli_gets_its_flags_settings_and_credential_only() {
         settings["mcpServers"]["kodiai"]["httpUrl"],
         "http://127.0.0.1:9/mcp"
     );
+    let relay = &settings["mcpServers"]["github-ci"];
+    assert_eq!(relay["command"], "/usr/local/bin/kodiai");
+    assert_eq!(relay["args"], json!(["mcp", "github-ci"]));
+    assert_eq!(relay["trust"], true);
+    let socket = relay["env"]["KODIAI_TOOL_SOCKET"].as_str().unwrap();
+    assert!(socket.ends_with("/tools.sock"), "{socket}");
+    assert_eq!(relay["env"]["KODIAI_TOOL_KEY"].as_str().unwrap().len(), 64);
+    // The socket went with the run.
+    assert!(!std::path::Path::new(socket).exists());
     let env = fake.env();
     let get = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     assert_eq!(get("GEMINI_API_KEY"), Some(KEY));

@@ -165,6 +165,9 @@ pub struct AgentConfig {
     /// `PATH` of the CLI backends' process (node and the CLIs must be on it); nothing else of
     /// the host's environment reaches them.
     pub cli_search_path: String,
+    /// The kodiai executable a CLI backend starts as `kodiai mcp github-*` to reach a job's
+    /// GitHub tools (`KODIAI_TOOL_SERVER`; default: this process's own executable).
+    pub tool_server: Option<PathBuf>,
 }
 
 impl AgentConfig {
@@ -237,6 +240,12 @@ fn agent_config(s: &mut Sources<'_>) -> Result<AgentConfig, ConfigError> {
                 |t| (!t.is_empty()).then(|| t.to_owned()),
             )?
             .unwrap_or_else(|| kodiai_agent::backends::DEFAULT_PATH.to_owned()),
+        tool_server: s.parse(
+            "agent.tool_server",
+            &["KODIAI_TOOL_SERVER"],
+            "a file path",
+            |t| (!t.is_empty()).then(|| PathBuf::from(t)),
+        )?,
     })
 }
 

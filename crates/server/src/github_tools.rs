@@ -8,6 +8,10 @@
 //!
 //! Everything a tool writes to GitHub passes [`GithubScope::gate`] first: kodiai's own handles
 //! are neutralized and a body with a secret in it is replaced by a notice.
+//!
+//! A job collects its tools in a [`GithubTools`], by the MCP server that offers them to the CLI
+//! backends (SPEC §7: `github-comment`, `github-inline-comment`, `github-ci`, `github-files`);
+//! the native loop gets them all as they are.
 
 pub mod api;
 mod ci;
@@ -17,6 +21,7 @@ pub mod review;
 
 use std::sync::{Arc, Mutex};
 
+use kodiai_agent::tools::{DynTool, RegistryError, ToolRegistry};
 use kodiai_github::client::InstallationClient;
 use kodiai_github::sanitize::{Outgoing, gate_outgoing};
 
@@ -24,6 +29,52 @@ pub use ci::GetCiStatus;
 pub use comments::{PostComment, UpdateProgress};
 pub use push::{CommitAndPush, CreatePullRequest, PushTarget, WriteAccess};
 pub use review::{CreateInlineComment, Finding, JobProgress, SharedFindings, findings_of};
+
+/// The MCP server of the progress and comment tools.
+pub const COMMENT_SERVER: &str = "github-comment";
+/// The MCP server of `create_inline_comment`.
+pub const INLINE_COMMENT_SERVER: &str = "github-inline-comment";
+/// The MCP server of `get_ci_status`.
+pub const CI_SERVER: &str = "github-ci";
+/// The MCP server of `commit_and_push` and `create_pull_request`.
+pub const FILES_SERVER: &str = "github-files";
+
+/// A job's GitHub tools, each under the MCP server that offers it to a CLI backend.
+#[derive(Default)]
+pub struct GithubTools {
+    groups: Vec<(&'static str, Vec<Arc<dyn DynTool>>)>,
+}
+
+impl GithubTools {
+    /// Adds `tool` to the server `server` (one of the `*_SERVER` names).
+    pub fn add(&mut self, server: &'static str, tool: Arc<dyn DynTool>) -> &mut Self {
+        match self.groups.iter_mut().find(|(name, _)| *name == server) {
+            Some((_, tools)) => tools.push(tool),
+            None => self.groups.push((server, vec![tool])),
+        }
+        self
+    }
+
+    /// Every tool, for the native loop.
+    pub fn all(&self) -> Vec<Arc<dyn DynTool>> {
+        self.groups
+            .iter()
+            .flat_map(|(_, tools)| tools.iter().cloned())
+            .collect()
+    }
+
+    /// One registry per server, for a CLI backend.
+    pub fn by_server(&self) -> Result<Vec<(String, ToolRegistry)>, RegistryError> {
+        self.groups
+            .iter()
+            .map(|(name, tools)| {
+                let mut registry = ToolRegistry::new();
+                registry.register_all(tools.iter().cloned())?;
+                Ok(((*name).to_owned(), registry))
+            })
+            .collect()
+    }
+}
 
 /// Where a job's tools act: one issue or pull request of one repository, as one installation.
 #[derive(Debug, Clone)]

@@ -11,6 +11,9 @@ pub mod review;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use kodiai_agent::AgentRun;
+use kodiai_agent::backends::{CliTask, RelayCommand};
+use kodiai_agent::tools::{ToolRegistry, ToolRouter, WorkspaceRoot, WorkspaceToolOptions};
 use kodiai_agent::workspace::Workspaces;
 use kodiai_github::client::{GithubClient, InstallationClient};
 use kodiai_github::contents::RepoFile;
@@ -21,7 +24,7 @@ use serde_json::json;
 
 use crate::config::Config;
 use crate::github::build_client;
-use crate::github_tools::GithubScope;
+use crate::github_tools::{GithubScope, GithubTools};
 use crate::jobs::{Clock, Handlers, JobContext, JobError};
 use crate::repo_config::{self, RepoConfig};
 
@@ -37,6 +40,32 @@ pub struct GithubWork {
     /// The handles kodiai answers to and writes as (without `@`): neutralized in what it
     /// writes, so that it never triggers itself.
     own_handles: Vec<String>,
+    /// `None`: the agent is the native loop over `llm`. Else a CLI backend: what every job's
+    /// run shares (program, credential, model, the relay to the job's GitHub tools), or why
+    /// there is none (a missing key).
+    cli: Option<Result<CliTask, String>>,
+}
+
+/// Who runs a job's agent.
+pub(crate) enum Engine {
+    /// kodiai's loop over this model chain.
+    Native(Llm),
+    /// A CLI backend, its task with everything but the job's own parts.
+    Cli(Box<CliTask>),
+}
+
+impl Engine {
+    /// The model as the job's result and the prompt's budget name it: `provider/model`, or the
+    /// CLI and "its default model" when it picks its own.
+    pub(crate) fn model_name(&self) -> String {
+        match self {
+            Self::Native(llm) => llm.model().to_string(),
+            Self::Cli(task) => match &task.model {
+                Some(model) => format!("{}/{model}", crate::run::cli_provider(task.cli)),
+                None => format!("{} (its default model)", task.cli.name()),
+            },
+        }
+    }
 }
 
 /// The model side of [`GithubWork`].
@@ -57,6 +86,7 @@ impl GithubWork {
             workspaces: None,
             llm: Err("no model is configured for this worker".into()),
             own_handles: Vec::new(),
+            cli: None,
         }
     }
 
@@ -102,6 +132,7 @@ impl GithubWork {
             workspaces: Some(workspaces),
             llm,
             own_handles,
+            cli: cli_backend(config),
         })
     }
 
@@ -152,37 +183,80 @@ impl GithubWork {
             .unwrap_or_else(|_| PriceTable::builtin())
     }
 
-    /// The agent task of a job: `user` under `system` with `model` and the tools of `registry`,
-    /// within the repository's turn and time limits, ending when the job is cancelled. The
-    /// model's name comes with it, for the job's result.
-    pub(crate) fn agent_task(
+    /// Who runs a job's agent: the configured CLI backend, or the native loop over
+    /// [`GithubWork::model`]. `repo_model` is the repository's `model:` (for a CLI, only when
+    /// it is the CLI's provider's). The error says why there is none.
+    pub(crate) fn engine(&self, repo_model: Option<&str>, job_id: &str) -> Result<Engine, String> {
+        match &self.cli {
+            None => self.model(repo_model, job_id).map(Engine::Native),
+            Some(Err(why)) => Err(why.clone()),
+            Some(Ok(template)) => {
+                let mut task = template.clone();
+                if let Some(model) = crate::run::cli_model(task.cli, repo_model) {
+                    task.model = Some(model);
+                }
+                Ok(Engine::Cli(Box::new(task)))
+            }
+        }
+    }
+
+    /// Starts a job's agent on `engine`: `user` under `system`, in the worktree `root` with the
+    /// workspace tools (`run_command` when the repository allows it; a CLI's own matching
+    /// tools) and the job's `github` tools (a CLI reaches them through `kodiai mcp github-*`),
+    /// within the repository's turn and time limits, ending when the job is cancelled.
+    #[allow(clippy::too_many_arguments, reason = "one job's parts, passed once")]
+    pub(crate) async fn start_agent(
         &self,
         ctx: &JobContext,
         config: &RepoConfig,
-        model: Llm,
-        registry: kodiai_agent::tools::ToolRegistry,
+        engine: Engine,
+        root: &WorkspaceRoot,
+        github: GithubTools,
         system: String,
         user: String,
-    ) -> (kodiai_agent::Task, String) {
-        let model_name = model.model().to_string();
-        let settings = kodiai_llm::ModelSettings::new(model.model().model.clone());
-        let mut task = kodiai_agent::Task::new(
-            user,
-            Arc::new(model),
-            settings,
-            kodiai_agent::tools::ToolRouter::new(registry),
-        );
-        task.system = system;
-        task.prices = self.prices();
-        task.limits = kodiai_agent::Limits {
+    ) -> Result<AgentRun, String> {
+        let run_command = config.settings.allows("run_command");
+        let limits = kodiai_agent::Limits {
             max_turns: config.settings.max_turns,
             timeout: Some(std::time::Duration::from_secs(u64::from(
                 config.settings.timeout_seconds,
             ))),
             budget_usd: None,
         };
-        task.cancel = ctx.token().child_token();
-        (task, model_name)
+        let cancel = ctx.token().child_token();
+        match engine {
+            Engine::Native(model) => {
+                let options = WorkspaceToolOptions::with_run_command(run_command);
+                let mut registry = ToolRegistry::new();
+                registry
+                    .register_all(kodiai_agent::tools::workspace_tools(root, &options).await)
+                    .and_then(|()| registry.register_all(github.all()))
+                    .map_err(|e| format!("the tools: {e}"))?;
+                let settings = kodiai_llm::ModelSettings::new(model.model().model.clone());
+                let mut task = kodiai_agent::Task::new(
+                    user,
+                    Arc::new(model),
+                    settings,
+                    ToolRouter::new(registry),
+                );
+                task.system = system;
+                task.prices = self.prices();
+                task.limits = limits;
+                task.cancel = cancel;
+                Ok(kodiai_agent::start(task))
+            }
+            Engine::Cli(task) => {
+                let mut task = *task;
+                task.workdir = root.path().to_owned();
+                task.system = system;
+                task.instructions = user;
+                task.allowed_tools = task.cli.workspace_tools(run_command);
+                task.served = github.by_server().map_err(|e| format!("the tools: {e}"))?;
+                task.limits = limits;
+                task.cancel = cancel;
+                Ok(kodiai_agent::backends::start_cli(task))
+            }
+        }
     }
 
     pub(crate) fn own_handles(&self) -> &[String] {
@@ -206,6 +280,30 @@ impl GithubWork {
             own_handles: self.own_handles.clone(),
         })
     }
+}
+
+/// The CLI backend of `config` (`None` for the native loop) as the template of every job's
+/// run: its program, credential and model, and `kodiai mcp` (`agent.tool_server`, else this
+/// executable) as the relay to the job's GitHub tools. The error says what is missing.
+fn cli_backend(config: &Config) -> Option<Result<CliTask, String>> {
+    let (cli, program) = config
+        .agent
+        .backend_config(config.agent.backend, &config.llm)
+        .cli()?;
+    let relay = match config.agent.tool_server.clone() {
+        Some(path) => Ok(path),
+        None => std::env::current_exe()
+            .map_err(|e| format!("cannot find kodiai's own executable for `kodiai mcp`: {e}")),
+    };
+    Some(relay.and_then(|relay| {
+        let mut task = crate::run::cli_template(config, cli, program)?;
+        task.model = crate::run::cli_model(cli, config.llm.model.as_deref());
+        task.relay = Some(RelayCommand {
+            program: relay,
+            args: vec!["mcp".to_owned()],
+        });
+        Ok(task)
+    }))
 }
 
 impl Handlers {

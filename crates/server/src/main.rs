@@ -70,9 +70,15 @@ struct McpArgs {
     /// Which tools to serve.
     #[arg(value_enum)]
     server: McpServerName,
-    /// The directory the tools work in; they cannot leave it.
-    #[arg(long, value_name = "DIR")]
-    dir: PathBuf,
+    /// The directory the workspace tools work in; they cannot leave it.
+    #[arg(long, value_name = "DIR", required_if_eq("server", "workspace"))]
+    dir: Option<PathBuf>,
+    /// The running job's tool socket (the github-* servers relay to it; set by the job).
+    #[arg(long, env = kodiai_agent::mcp::relay::SOCKET_VAR, value_name = "PATH", hide = true)]
+    socket: Option<PathBuf>,
+    /// The key of that socket (set by the job, in the environment only).
+    #[arg(long, env = kodiai_agent::mcp::relay::KEY_VAR, hide = true, hide_env_values = true)]
+    key: Option<String>,
 }
 
 /// The tool sets `kodiai mcp` serves.
@@ -81,6 +87,15 @@ enum McpServerName {
     /// The workspace tools: read_file, list_files, search, edit_file, write_file, git_diff,
     /// git_log.
     Workspace,
+    /// A review or mention job's progress and comment tools (update_progress, post_comment),
+    /// relayed from the running job.
+    GithubComment,
+    /// A review job's create_inline_comment, relayed from the running job.
+    GithubInlineComment,
+    /// A job's get_ci_status, relayed from the running job.
+    GithubCi,
+    /// A mention job's commit_and_push and create_pull_request, relayed from the running job.
+    GithubFiles,
 }
 
 #[derive(Subcommand)]
@@ -431,35 +446,62 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
 }
 
 /// `kodiai mcp NAME`: serves that tool set on stdin and stdout until the client closes stdin
-/// or a signal comes; 2 for a bad `--dir`, 1 when serving fails. Nothing but MCP goes to stdout.
+/// or a signal comes; 2 for a bad `--dir` or a github-* server started outside a job, 1 when
+/// serving fails. Nothing but MCP goes to stdout.
 async fn mcp_server(args: McpArgs) -> ExitCode {
     use kodiai_agent::tools::{ToolRegistry, WorkspaceRoot, WorkspaceToolOptions};
 
-    let root = match WorkspaceRoot::new(&args.dir) {
-        Ok(root) => root,
-        Err(e) => {
-            eprintln!("kodiai: --dir {}: {e}", args.dir.display());
-            return ExitCode::from(2);
-        }
-    };
-    let (name, tools) = match args.server {
-        McpServerName::Workspace => (
-            "workspace",
-            kodiai_agent::tools::workspace_tools(&root, &WorkspaceToolOptions::default()).await,
-        ),
-    };
-    let mut registry = ToolRegistry::new();
-    if let Err(e) = registry.register_all(tools) {
-        eprintln!("kodiai: {e}");
-        return ExitCode::FAILURE;
-    }
     let cancel = tokio_util::sync::CancellationToken::new();
     let stop = cancel.clone();
     tokio::spawn(async move {
         server::shutdown_signal().await;
         stop.cancel();
     });
-    match kodiai_agent::mcp::serve_stdio(registry, name, cancel).await {
+    let served = match args.server {
+        McpServerName::Workspace => {
+            let dir = args.dir.unwrap_or_default();
+            let root = match WorkspaceRoot::new(&dir) {
+                Ok(root) => root,
+                Err(e) => {
+                    eprintln!("kodiai: --dir {}: {e}", dir.display());
+                    return ExitCode::from(2);
+                }
+            };
+            let tools =
+                kodiai_agent::tools::workspace_tools(&root, &WorkspaceToolOptions::default()).await;
+            let mut registry = ToolRegistry::new();
+            if let Err(e) = registry.register_all(tools) {
+                eprintln!("kodiai: {e}");
+                return ExitCode::FAILURE;
+            }
+            kodiai_agent::mcp::serve_stdio(registry, "workspace", cancel).await
+        }
+        McpServerName::GithubComment
+        | McpServerName::GithubInlineComment
+        | McpServerName::GithubCi
+        | McpServerName::GithubFiles => {
+            let group = match args.server {
+                McpServerName::GithubComment => kodiai::github_tools::COMMENT_SERVER,
+                McpServerName::GithubInlineComment => kodiai::github_tools::INLINE_COMMENT_SERVER,
+                McpServerName::GithubCi => kodiai::github_tools::CI_SERVER,
+                _ => kodiai::github_tools::FILES_SERVER,
+            };
+            let (Some(socket), Some(key)) = (args.socket, args.key) else {
+                eprintln!(
+                    "kodiai: `kodiai mcp {group}` serves a running job's tools: start it from a \
+                     job, with {} and {} set",
+                    kodiai_agent::mcp::relay::SOCKET_VAR,
+                    kodiai_agent::mcp::relay::KEY_VAR
+                );
+                return ExitCode::from(2);
+            };
+            tokio::select! {
+                relayed = kodiai_agent::mcp::relay_stdio(group, &socket, &key) => relayed,
+                () = cancel.cancelled() => Ok(()),
+            }
+        }
+    };
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("kodiai: {e}");

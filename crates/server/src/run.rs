@@ -152,7 +152,8 @@ pub async fn task(config: &Config, args: &RunArgs) -> Result<Task, RunError> {
 }
 
 /// The CLI task `args` describe: the CLI's workspace tools (its shell only when `run_command`
-/// is allowed), its credential from `[llm]`, the model named for its provider.
+/// is allowed), its credential from `[llm]`, the model named for its provider, the servers of
+/// `[mcp.servers]`.
 pub fn cli_task(
     config: &Config,
     args: &RunArgs,
@@ -160,32 +161,61 @@ pub fn cli_task(
     program: PathBuf,
 ) -> Result<CliTask, RunError> {
     let root = check_args(args)?;
-    let provider = match cli {
-        Cli::ClaudeCode => "anthropic",
-        Cli::GeminiCli => "gemini",
-    };
     // `--model` as given (with the CLI's provider or none); the configured model only when
     // it is the CLI's provider's.
     let model = match &args.model {
         Some(model) => match ModelRef::parse(model) {
-            Ok(m) if m.provider == provider => Some(m.model),
+            Ok(m) if m.provider == cli_provider(cli) => Some(m.model),
             Ok(m) => {
                 return Err(RunError::Usage(format!(
-                    "--model {model}: the {} backend runs {provider} models, not {}",
+                    "--model {model}: the {} backend runs {} models, not {}",
                     cli.name(),
+                    cli_provider(cli),
                     m.provider
                 )));
             }
             Err(_) => Some(model.trim().to_owned()),
         },
-        None => config
-            .llm
-            .model
-            .as_deref()
-            .and_then(|m| ModelRef::parse(m).ok())
-            .filter(|m| m.provider == provider)
-            .map(|m| m.model),
+        None => cli_model(cli, config.llm.model.as_deref()),
     };
+    let mut task = cli_template(config, cli, program).map_err(RunError::Usage)?;
+    task.workdir = root.path().to_owned();
+    task.instructions = args.instructions.clone();
+    task.system = SYSTEM_PROMPT.to_owned();
+    task.model = model;
+    task.allowed_tools = cli.workspace_tools(config.agent.allows("run_command"));
+    for (name, server) in config.mcp.server_list() {
+        let entry = server
+            .cli_entry(&name)
+            .map_err(|e| RunError::Usage(e.to_string()))?;
+        task.mcp_servers.insert(name, entry);
+    }
+    task.limits = limits(args);
+    Ok(task)
+}
+
+/// The provider whose models `cli` runs.
+pub fn cli_provider(cli: Cli) -> &'static str {
+    match cli {
+        Cli::ClaudeCode => "anthropic",
+        Cli::GeminiCli => "gemini",
+    }
+}
+
+/// The model `cli` runs, as it names it: the first of `candidates` (`provider/model`) of the
+/// CLI's provider, else `None` (the CLI's default).
+pub fn cli_model<'a>(cli: Cli, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    candidates
+        .into_iter()
+        .filter_map(|m| ModelRef::parse(m).ok())
+        .find(|m| m.provider == cli_provider(cli))
+        .map(|m| m.model)
+}
+
+/// What every run of `cli` from this configuration shares: the program, its credential from
+/// `[llm]`, its `PATH`, the prices (`[llm.prices]` over the built-in ones), Anthropic's base URL
+/// when it is not the default. The error names the missing key.
+pub fn cli_template(config: &Config, cli: Cli, program: PathBuf) -> Result<CliTask, String> {
     let credential = match cli {
         Cli::ClaudeCode => config
             .llm
@@ -199,36 +229,21 @@ pub fn cli_task(
                     .clone()
                     .map(CliCredential::ClaudeCodeOauthToken)
             })
-            .ok_or_else(|| {
-                RunError::Usage(
-                    "the claude-code backend needs ANTHROPIC_API_KEY or CLAUDE_CODE_OAUTH_TOKEN"
-                        .into(),
-                )
-            })?,
+            .ok_or("the claude-code backend needs ANTHROPIC_API_KEY or CLAUDE_CODE_OAUTH_TOKEN")?,
         Cli::GeminiCli => config
             .llm
             .gemini_api_key
             .clone()
             .map(CliCredential::GeminiApiKey)
-            .ok_or_else(|| RunError::Usage("the gemini-cli backend needs GEMINI_API_KEY".into()))?,
+            .ok_or("the gemini-cli backend needs GEMINI_API_KEY")?,
     };
     let mut prices = PriceTable::builtin();
     for (name, price) in &config.llm.prices {
         prices.set(name.clone(), *price);
     }
-    let mut task = CliTask::new(cli, program, root.path(), args.instructions.clone());
-    task.system = SYSTEM_PROMPT.to_owned();
-    task.model = model;
-    task.allowed_tools = cli.workspace_tools(config.agent.allows("run_command"));
+    let mut task = CliTask::new(cli, program, PathBuf::new(), String::new());
     task.credential = Some(credential);
-    for (name, server) in config.mcp.server_list() {
-        let entry = server
-            .cli_entry(&name)
-            .map_err(|e| RunError::Usage(e.to_string()))?;
-        task.mcp_servers.insert(name, entry);
-    }
     task.path = config.agent.cli_search_path.clone();
-    task.limits = limits(args);
     task.prices = prices;
     if cli == Cli::ClaudeCode
         && config.llm.anthropic_base_url.as_str() != "https://api.anthropic.com/"

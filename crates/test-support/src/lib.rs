@@ -12,6 +12,7 @@
     reason = "test harness: a failure here is a test failure"
 )]
 
+pub mod cli;
 pub mod git;
 pub mod github;
 pub mod llm;

@@ -134,6 +134,42 @@ async fn kodiai_mcp_refuses_a_missing_directory() {
 }
 
 #[tokio::test]
+async fn kodiai_mcp_github_servers_need_a_running_job_and_its_key() {
+    // Outside a job: one line naming what is missing, exit 2.
+    let output = tokio::process::Command::new(EXE)
+        .args(["mcp", "github-inline-comment"])
+        .env_remove("KODIAI_CONFIG")
+        .env_remove("KODIAI_TOOL_SOCKET")
+        .env_remove("KODIAI_TOOL_KEY")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("KODIAI_TOOL_SOCKET"), "{stderr}");
+    assert!(output.stdout.is_empty());
+
+    // A socket with no job behind it: exit 1, and why.
+    let dir = tempfile::tempdir().unwrap();
+    let output = tokio::process::Command::new(EXE)
+        .args(["mcp", "github-ci"])
+        .env_remove("KODIAI_CONFIG")
+        .env("KODIAI_TOOL_SOCKET", dir.path().join("tools.sock"))
+        .env("KODIAI_TOOL_KEY", "not-the-key")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("no task is serving tools"), "{stderr}");
+    assert!(!stderr.contains("not-the-key"), "{stderr}");
+    assert!(output.stdout.is_empty());
+}
+
+#[tokio::test]
 async fn kodiai_run_gets_the_tools_of_its_configured_mcp_servers() {
     let dir = workspace();
     let docs = tempfile::tempdir().unwrap();

@@ -5,6 +5,7 @@
 //! answer.
 
 use kodiai_protocol::{DeliveryOutcome, Job, WebhookAck};
+use kodiai_test_support::cli::{FakeCli, Step};
 use kodiai_test_support::git::{BareRepo, assert_secret_absent, git};
 use kodiai_test_support::llm::{FakeError, Reply};
 use kodiai_test_support::webhooks::{Delivery, fixture};
@@ -935,5 +936,88 @@ app_test!(
             1,
             "{comments:?}"
         );
+    }
+);
+
+app_test!(
+    fix_it_on_the_claude_code_cli_pushes_and_opens_a_pull_request_through_kodiai_mcp,
+    builder | builder | {
+        let cli = FakeCli::start().await;
+        let builder = builder
+            .env("KODIAI_AGENT_BACKEND", "claude-code")
+            .env("CLAUDE_CLI_PATH", cli.program().to_str().unwrap())
+            .env("KODIAI_TOOL_SERVER", env!("CARGO_BIN_EXE_kodiai"));
+        let Some(w) = world(builder, Some("write:\n  enabled: true\n")).await else {
+            return;
+        };
+        w.fake
+            .add_issue(REPO, 1, "Typo in README", "It says Wrold.", "octocat");
+        let (id, payload) = w.issue_mention(1, "@kodiai fix it");
+        cli.push(vec![
+            Step::call(
+                "github-comment",
+                "update_progress",
+                json!({"checklist": "- [ ] fix the typo"}),
+            ),
+            Step::write("README.md", "# Hello World\n"),
+            Step::call(
+                "github-files",
+                "commit_and_push",
+                json!({"message": "README: fix the typo"}),
+            ),
+            Step::call(
+                "github-files",
+                "create_pull_request",
+                json!({"title": "Fix the README typo", "body": "Wrold → World."}),
+            ),
+            Step::text("Opened a pull request with the fix."),
+        ]);
+        let result = w.answer("issue_comment", &payload).await;
+        assert_eq!(result["outcome"], "completed", "{result}");
+
+        // The CLI worked in the job's worktree and reached the write tools through the relays.
+        let runs = cli.runs();
+        assert_eq!(runs.len(), 1);
+        let run = &runs[0];
+        assert!(run.failed.is_empty(), "{:?}", run.failed);
+        assert_eq!(
+            run.tools.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["github-ci", "github-comment", "github-files"]
+        );
+        assert_eq!(
+            run.tools["github-files"],
+            ["commit_and_push", "create_pull_request"]
+        );
+        let errors: Vec<_> = run.answers.iter().filter(|a| a.is_error).collect();
+        assert!(errors.is_empty(), "{errors:?}");
+        // (the worktree itself is gone with the job)
+        assert!(
+            run.cwd.ends_with("checkout")
+                && run.cwd.to_string_lossy().contains("/workspaces/jobs/"),
+            "not the job's worktree: {:?}",
+            run.cwd
+        );
+
+        let branch = "kodiai/issue-1-typo-in-readme";
+        let tip = w
+            .bare
+            .rev_parse(&format!("refs/heads/{branch}"))
+            .await
+            .expect("kodiai's branch was pushed");
+        assert_eq!(w.bare.file(&tip, "README.md").await, "# Hello World\n");
+        let pulls = w.fake.created_pulls(REPO);
+        assert_eq!(pulls.len(), 1, "{pulls:?}");
+        assert_eq!(pulls[0]["head"]["ref"], branch);
+        let body = w.tracking_comment(1, id);
+        let number = pulls[0]["number"].as_u64().unwrap();
+        assert!(body.contains(&format!("pull request #{number}")), "{body}");
+        assert!(
+            body.contains("Opened a pull request with the fix."),
+            "{body}"
+        );
+        // The push token never reached the CLI.
+        let seen = format!("{:?} {}", run.argv, run.mcp_config);
+        assert!(!seen.contains(&w.git.token), "the token reached the CLI");
+        assert!(w.llm.requests().is_empty(), "the native model was not used");
     }
 );

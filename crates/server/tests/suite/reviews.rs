@@ -7,6 +7,7 @@
 
 use kodiai_protocol::{Job, JobSpec, JobState, ReviewJob};
 use kodiai_store::NewJob;
+use kodiai_test_support::cli::{FakeCli, Step};
 use kodiai_test_support::git::git;
 use kodiai_test_support::llm::{Api, FakeError, FakeLlm, Reply};
 use kodiai_test_support::webhooks::fixture;
@@ -652,3 +653,110 @@ async fn kodiai_review_prints_the_findings_of_the_branch_and_exits_by_them() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("--base nope"), "{stderr}");
 }
+
+app_test!(
+    a_review_on_the_claude_code_cli_reaches_the_jobs_tools_through_kodiai_mcp,
+    builder | builder | {
+        let cli = FakeCli::start().await;
+        let builder = builder
+            .env("KODIAI_AGENT_BACKEND", "claude-code")
+            .env("CLAUDE_CLI_PATH", cli.program().to_str().unwrap())
+            .env("KODIAI_TOOL_SERVER", env!("CARGO_BIN_EXE_kodiai"));
+        let Some((w, head)) = world_with_div(builder).await else {
+            return;
+        };
+        cli.push(vec![
+            Step::call(
+                "github-inline-comment",
+                "create_inline_comment",
+                json!({"path": "src/lib.rs", "line": 6, "body": "Division by zero panics."}),
+            ),
+            Step::call(
+                "github-comment",
+                "update_progress",
+                json!({"checklist": "- [x] read the diff"}),
+            ),
+            Step::call("github-ci", "get_ci_status", json!({})),
+            Step::text("One problem: `div` panics on 0."),
+        ]);
+        let job = w.review(&w.event("opened", &head, false)).await;
+        assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+        let result = job.result.clone().unwrap();
+        assert_eq!(result["model"], "anthropic/claude-sonnet-4-5", "{result}");
+
+        // The comment made through the relay is the review's, on its line.
+        let reviews = w.reviews();
+        assert_eq!(reviews.len(), 1, "{reviews:?}");
+        let body = reviews[0]["body"].as_str().unwrap();
+        assert!(body.starts_with(&marker_of(&head)), "{body}");
+        assert!(body.contains("`div` panics on 0"), "{body}");
+        assert_eq!(anchors(&w.comments_of(&reviews[0])), [("src/lib.rs", 6)]);
+
+        // The CLI got the job's three tool servers, each a `kodiai mcp github-*` relay.
+        let runs = cli.runs();
+        assert_eq!(runs.len(), 1);
+        let run = &runs[0];
+        assert!(run.failed.is_empty(), "{:?}", run.failed);
+        let tools: Vec<(&str, Vec<&str>)> = run
+            .tools
+            .iter()
+            .map(|(s, t)| (s.as_str(), t.iter().map(String::as_str).collect()))
+            .collect();
+        assert_eq!(
+            tools,
+            [
+                ("github-ci", vec!["get_ci_status"]),
+                ("github-comment", vec!["update_progress"]),
+                ("github-inline-comment", vec!["create_inline_comment"]),
+            ]
+        );
+        let servers = &run.mcp_config["mcpServers"];
+        assert_eq!(
+            servers["github-ci"]["command"],
+            env!("CARGO_BIN_EXE_kodiai")
+        );
+        assert_eq!(servers["github-ci"]["args"], json!(["mcp", "github-ci"]));
+        let allowed = run.arg("--allowedTools").unwrap();
+        for server in ["github-ci", "github-comment", "github-inline-comment"] {
+            assert!(allowed.contains(&format!("mcp__{server}")), "{allowed}");
+        }
+        assert_eq!(run.arg("--model"), Some("claude-sonnet-4-5"));
+        // The prompt carried the patch; the tools answered from inside the job.
+        assert!(run.arg("-p").unwrap().contains("a / b"));
+        let answers: Vec<(&str, bool)> = run
+            .answers
+            .iter()
+            .map(|a| (a.tool.as_str(), a.is_error))
+            .collect();
+        assert_eq!(
+            answers,
+            [
+                ("create_inline_comment", false),
+                ("update_progress", false),
+                ("get_ci_status", false)
+            ]
+        );
+        assert!(
+            run.answers[0].text.contains("noted on src/lib.rs:6"),
+            "{:?}",
+            run.answers[0]
+        );
+        let events = w
+            .app
+            .state()
+            .store
+            .events_after(&job.id, 0, 1000)
+            .await
+            .unwrap();
+        assert!(
+            events
+                .iter()
+                .any(|e| e.data.to_string().contains("read the diff")),
+            "{events:?}"
+        );
+        // The installation token stayed in the job: the CLI saw the socket's key only.
+        let seen = format!("{:?} {}", run.argv, run.mcp_config);
+        assert!(!seen.contains(&w.git.token), "the token reached the CLI");
+        assert!(w.llm.requests().is_empty(), "the native model was not used");
+    }
+);

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use kodiai_agent::tools::{ToolRegistry, WorkspaceRoot, WorkspaceToolOptions};
+use kodiai_agent::tools::WorkspaceRoot;
 use kodiai_agent::workspace::{
     Checkout, CheckoutRequest, Identity, Remote, Target, issue_branch_name,
     pull_request_branch_name,
@@ -24,10 +24,11 @@ use serde_json::{Value, json};
 use super::context::{self, Gathered};
 use super::{render, tracking};
 use crate::github_tools::{
-    CommitAndPush, CreatePullRequest, GetCiStatus, GithubScope, PostComment, PushTarget,
-    SharedChanges, TrackingComment, UpdateProgress, WriteAccess, changes_of,
+    CI_SERVER, COMMENT_SERVER, CommitAndPush, CreatePullRequest, FILES_SERVER, GetCiStatus,
+    GithubScope, GithubTools, PostComment, PushTarget, SharedChanges, TrackingComment,
+    UpdateProgress, WriteAccess, changes_of,
 };
-use crate::handlers::GithubWork;
+use crate::handlers::{Engine, GithubWork};
 use crate::jobs::{JobContext, JobError};
 use crate::repo_config::RepoConfig;
 
@@ -222,8 +223,8 @@ async fn work_on(
     let workspaces = work
         .workspaces()
         .ok_or_else(|| Stop::permanent("this worker has no workspaces configured"))?;
-    let model = work
-        .model(config.model.as_deref(), &ctx.job().id)
+    let engine = work
+        .engine(config.model.as_deref(), &ctx.job().id)
         .map_err(|e| Stop::permanent(format!("no model is available ({e})")))?;
     let client = &scope.client;
     let gathered = context::gather(client, job, &scope.owner, &scope.repo, ctx.job().created_at)
@@ -278,7 +279,7 @@ async fn work_on(
         &gathered,
         &checkout,
         push_target,
-        model,
+        engine,
     )
     .await;
     // The tools hold the worktree too; whoever drops it last removes it.
@@ -358,23 +359,25 @@ async fn run_agent(
     gathered: &Gathered,
     checkout: &Arc<Checkout>,
     push_target: PushTarget,
-    model: kodiai_llm::Llm,
+    engine: Engine,
 ) -> Result<Report, Stop> {
     let root = WorkspaceRoot::new(checkout.path())
         .map_err(|e| Stop::permanent(format!("the worktree is unusable: {e}")))?;
-    let options = WorkspaceToolOptions::with_run_command(config.settings.allows("run_command"));
-    let mut registry = ToolRegistry::new();
-    let mut tools = kodiai_agent::tools::workspace_tools(&root, &options).await;
-    tools.push(Arc::new(UpdateProgress::new(Arc::clone(tracking))));
-    tools.push(Arc::new(PostComment::new(
-        scope.clone(),
-        Arc::clone(changes),
-    )));
+    let mut tools = GithubTools::default();
+    tools
+        .add(
+            COMMENT_SERVER,
+            Arc::new(UpdateProgress::new(Arc::clone(tracking))),
+        )
+        .add(
+            COMMENT_SERVER,
+            Arc::new(PostComment::new(scope.clone(), Arc::clone(changes))),
+        );
     let ci_ref = gathered.pull.as_ref().map_or_else(
         || gathered.repository.default_branch.clone(),
         |p| p.head.sha.clone(),
     );
-    tools.push(Arc::new(GetCiStatus::new(scope.clone(), ci_ref)));
+    tools.add(CI_SERVER, Arc::new(GetCiStatus::new(scope.clone(), ci_ref)));
     let write = config.write.enabled;
     let branch = push_target.branch.clone();
     let opens_pull = push_target.pull_request_base.clone();
@@ -391,28 +394,33 @@ async fn run_agent(
             builds_on_pull: job.is_pull_request.then_some(job.number),
             changes: Arc::clone(changes),
         });
-        tools.push(Arc::new(CommitAndPush::new(Arc::clone(&access))));
+        tools.add(
+            FILES_SERVER,
+            Arc::new(CommitAndPush::new(Arc::clone(&access))),
+        );
         if opens_pull.is_some() {
-            tools.push(Arc::new(CreatePullRequest::new(access)));
+            tools.add(FILES_SERVER, Arc::new(CreatePullRequest::new(access)));
         }
     }
-    registry
-        .register_all(tools)
-        .map_err(|e| Stop::permanent(format!("the tools: {e}")))?;
 
     let instructions = instructions(job, config, gathered, write, &branch, opens_pull.as_deref());
-    let (task, model_name) = work.agent_task(
-        ctx,
-        config,
-        model,
-        registry,
-        SYSTEM_PROMPT.to_owned(),
-        instructions,
-    );
+    let model_name = engine.model_name();
     let _ = ctx
         .progress(json!({"message": "the agent is working", "model": model_name}))
         .await;
-    let outcome = kodiai_agent::start(task).outcome().await;
+    let run = work
+        .start_agent(
+            ctx,
+            config,
+            engine,
+            &root,
+            tools,
+            SYSTEM_PROMPT.to_owned(),
+            instructions,
+        )
+        .await
+        .map_err(Stop::permanent)?;
+    let outcome = run.outcome().await;
     Ok(Report {
         reason: outcome.reason,
         error: outcome.error,

@@ -21,7 +21,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use kodiai_agent::tools::{ToolRegistry, WorkspaceRoot, WorkspaceToolOptions};
+use kodiai_agent::tools::WorkspaceRoot;
 use kodiai_agent::workspace::{Checkout, CheckoutRequest, Remote, Target};
 use kodiai_github::client::InstallationClient;
 use kodiai_github::diff::Diff;
@@ -34,10 +34,10 @@ use super::git::{self, GitConfig};
 use super::post;
 use crate::context::{PromptBudget, ReviewInput, build_review_prompt, fetch_review_input};
 use crate::github_tools::{
-    CreateInlineComment, Finding, GetCiStatus, GithubScope, JobProgress, SharedFindings,
-    findings_of,
+    CI_SERVER, COMMENT_SERVER, CreateInlineComment, Finding, GetCiStatus, GithubScope, GithubTools,
+    INLINE_COMMENT_SERVER, JobProgress, SharedFindings, findings_of,
 };
-use crate::handlers::{GithubWork, github_error};
+use crate::handlers::{Engine, GithubWork, github_error};
 use crate::jobs::{JobContext, JobError};
 use crate::repo_config::RepoConfig;
 
@@ -89,8 +89,8 @@ pub(crate) async fn review(
     let workspaces = work
         .workspaces()
         .ok_or_else(|| JobError::permanent("this worker has no workspaces configured"))?;
-    let model = work
-        .model(config.model.as_deref(), &ctx.job().id)
+    let engine = work
+        .engine(config.model.as_deref(), &ctx.job().id)
         .map_err(|e| JobError::permanent(format!("no model is available ({e})")))?;
     let input = fetch_review_input(
         &scope.client,
@@ -142,7 +142,7 @@ pub(crate) async fn review(
         })?;
     let checkout = Arc::new(checkout);
     let outcome = review_in(
-        ctx, work, &scope, job, config, input, &checkout, model, &marker,
+        ctx, work, &scope, job, config, input, &checkout, engine, &marker,
     )
     .await;
     // The tools hold the worktree too; whoever drops it last removes it.
@@ -243,7 +243,7 @@ async fn review_in(
     config: &RepoConfig,
     mut input: ReviewInput,
     checkout: &Arc<Checkout>,
-    model: kodiai_llm::Llm,
+    engine: Engine,
     marker: &str,
 ) -> Result<Value, JobError> {
     // Anchors are checked against the pull request's diff as GitHub has it.
@@ -263,7 +263,7 @@ async fn review_in(
         input.changed_files = files.len() as u64;
         input.files = files;
     }
-    let model_name = model.model().to_string();
+    let model_name = engine.model_name();
     let prompt = build_review_prompt(&input, &PromptBudget::for_model(&model_name));
     let mut user = prompt.user;
     if let Scope::Since(last) = &review_scope {
@@ -288,7 +288,7 @@ async fn review_in(
         job,
         config,
         checkout,
-        model,
+        engine,
         Arc::clone(&diff),
         prompt.system,
         user,
@@ -479,32 +479,31 @@ async fn run_agent(
     job: &ReviewJob,
     config: &RepoConfig,
     checkout: &Arc<Checkout>,
-    model: kodiai_llm::Llm,
+    engine: Engine,
     diff: Arc<Diff>,
     system: String,
     user: String,
 ) -> Result<AgentReport, JobError> {
     let root = WorkspaceRoot::new(checkout.path())
         .map_err(|e| JobError::permanent(format!("the worktree is unusable: {e}")))?;
-    let options = WorkspaceToolOptions::with_run_command(config.settings.allows("run_command"));
     let findings = SharedFindings::default();
-    let mut tools = kodiai_agent::tools::workspace_tools(&root, &options).await;
-    tools.push(Arc::new(CreateInlineComment::new(
-        diff,
-        Arc::clone(&findings),
-    )));
-    tools.push(Arc::new(JobProgress::new(ctx.clone())));
-    tools.push(Arc::new(GetCiStatus::new(
-        scope.clone(),
-        job.head_sha.clone(),
-    )));
-    let mut registry = ToolRegistry::new();
-    registry
-        .register_all(tools)
-        .map_err(|e| JobError::permanent(format!("the tools: {e}")))?;
-
-    let (task, model_name) = work.agent_task(ctx, config, model, registry, system, user);
-    let outcome = kodiai_agent::start(task).outcome().await;
+    let mut tools = GithubTools::default();
+    tools
+        .add(
+            INLINE_COMMENT_SERVER,
+            Arc::new(CreateInlineComment::new(diff, Arc::clone(&findings))),
+        )
+        .add(COMMENT_SERVER, Arc::new(JobProgress::new(ctx.clone())))
+        .add(
+            CI_SERVER,
+            Arc::new(GetCiStatus::new(scope.clone(), job.head_sha.clone())),
+        );
+    let model_name = engine.model_name();
+    let run = work
+        .start_agent(ctx, config, engine, &root, tools, system, user)
+        .await
+        .map_err(JobError::permanent)?;
+    let outcome = run.outcome().await;
     Ok(AgentReport {
         reason: outcome.reason,
         error: outcome.error,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use kodiai::jobs::{Handlers, Outcome, Worker, WorkerSettings};
 use kodiai_protocol::{DeliveryOutcome, Job, WebhookAck};
+use kodiai_test_support::cli::FakeCli;
 use kodiai_test_support::git::{BareRepo, GitFixture};
 use kodiai_test_support::github::FakeGithub;
 use kodiai_test_support::llm::{Api, FakeLlm};
@@ -23,6 +24,15 @@ pub fn github_app(builder: TestAppBuilder, fake: &FakeGithub) -> TestAppBuilder 
         .github_app(fake)
         .env("KODIAI_WORKERS", "0")
         .env("GITHUB_APP_SLUG", "kodiai")
+}
+
+/// `builder` with its agent on the Claude Code CLI played by `cli`, and this build's `kodiai`
+/// as the relay the CLI starts for the job's GitHub tools (`kodiai mcp github-*`).
+pub fn on_claude_code(builder: TestAppBuilder, cli: &FakeCli) -> TestAppBuilder {
+    builder
+        .env("KODIAI_AGENT_BACKEND", "claude-code")
+        .env("CLAUDE_CLI_PATH", cli.program().to_str().unwrap())
+        .env("KODIAI_TOOL_SERVER", env!("CARGO_BIN_EXE_kodiai"))
 }
 
 /// Sends `payload` as `event`; the job it made, if any.

@@ -12,7 +12,7 @@ use kodiai_test_support::webhooks::{Delivery, fixture};
 use kodiai_test_support::{TestAppBuilder, app_test};
 use serde_json::{Value, json};
 
-use super::common::{REPO, World};
+use super::common::{REPO, World, on_claude_code};
 
 const ASKER: &str = "Codertocat";
 
@@ -943,10 +943,7 @@ app_test!(
     fix_it_on_the_claude_code_cli_pushes_and_opens_a_pull_request_through_kodiai_mcp,
     builder | builder | {
         let cli = FakeCli::start().await;
-        let builder = builder
-            .env("KODIAI_AGENT_BACKEND", "claude-code")
-            .env("CLAUDE_CLI_PATH", cli.program().to_str().unwrap())
-            .env("KODIAI_TOOL_SERVER", env!("CARGO_BIN_EXE_kodiai"));
+        let builder = on_claude_code(builder, &cli);
         let Some(w) = world(builder, Some("write:\n  enabled: true\n")).await else {
             return;
         };

@@ -14,7 +14,7 @@ use kodiai_test_support::webhooks::fixture;
 use kodiai_test_support::{TestAppBuilder, app_test};
 use serde_json::{Value, json};
 
-use super::common::{REPO, World};
+use super::common::{REPO, World, on_claude_code};
 
 const AUTHOR: &str = "Codertocat";
 const LIB: &str = "pub fn add(a: i32, b: i32) -> i32 {\n    a - b\n}\n";
@@ -658,10 +658,7 @@ app_test!(
     a_review_on_the_claude_code_cli_reaches_the_jobs_tools_through_kodiai_mcp,
     builder | builder | {
         let cli = FakeCli::start().await;
-        let builder = builder
-            .env("KODIAI_AGENT_BACKEND", "claude-code")
-            .env("CLAUDE_CLI_PATH", cli.program().to_str().unwrap())
-            .env("KODIAI_TOOL_SERVER", env!("CARGO_BIN_EXE_kodiai"));
+        let builder = on_claude_code(builder, &cli);
         let Some((w, head)) = world_with_div(builder).await else {
             return;
         };

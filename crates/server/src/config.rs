@@ -529,6 +529,15 @@ fn mcp_config(s: &mut Sources<'_>) -> Result<McpConfig, ConfigError> {
                 other => other.to_string(),
             },
         })?;
+        if crate::github_tools::SERVERS.contains(&name.as_str()) {
+            return Err(ConfigError::Invalid {
+                origin,
+                value: name.clone(),
+                expected: "a name other than kodiai's own servers (github-comment, \
+                           github-inline-comment, github-ci, github-files)"
+                    .into(),
+            });
+        }
         servers.insert(name.clone(), config);
     }
     Ok(McpConfig { servers })

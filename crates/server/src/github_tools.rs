@@ -38,6 +38,13 @@ pub const INLINE_COMMENT_SERVER: &str = "github-inline-comment";
 pub const CI_SERVER: &str = "github-ci";
 /// The MCP server of `commit_and_push` and `create_pull_request`.
 pub const FILES_SERVER: &str = "github-files";
+/// kodiai's own MCP servers: no server of `[mcp.servers]` may take these names.
+pub const SERVERS: [&str; 4] = [
+    COMMENT_SERVER,
+    INLINE_COMMENT_SERVER,
+    CI_SERVER,
+    FILES_SERVER,
+];
 
 /// A job's GitHub tools, each under the MCP server that offers it to a CLI backend.
 #[derive(Default)]

@@ -11,10 +11,11 @@ pub mod review;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use kodiai_agent::AgentRun;
 use kodiai_agent::backends::{CliTask, RelayCommand};
+use kodiai_agent::mcp::McpClients;
 use kodiai_agent::tools::{ToolRegistry, ToolRouter, WorkspaceRoot, WorkspaceToolOptions};
 use kodiai_agent::workspace::Workspaces;
+use kodiai_agent::{AgentRun, RunOutcome};
 use kodiai_github::client::{GithubClient, InstallationClient};
 use kodiai_github::contents::RepoFile;
 use kodiai_llm::{CallScope, Llm, LlmSettings, ModelRef, PriceTable};
@@ -22,7 +23,7 @@ use kodiai_protocol::JobKind;
 use kodiai_store::Store;
 use serde_json::json;
 
-use crate::config::Config;
+use crate::config::{Config, McpConfig};
 use crate::github::build_client;
 use crate::github_tools::{GithubScope, GithubTools};
 use crate::jobs::{Clock, Handlers, JobContext, JobError};
@@ -44,6 +45,25 @@ pub struct GithubWork {
     /// run shares (program, credential, model, the relay to the job's GitHub tools), or why
     /// there is none (a missing key).
     cli: Option<Result<CliTask, String>>,
+    /// The operator's MCP servers (`[mcp.servers]`), whose tools every job's agent gets.
+    mcp: McpConfig,
+}
+
+/// A job's running agent, with the MCP servers it started.
+pub(crate) struct JobAgent {
+    run: AgentRun,
+    mcp: Option<McpClients>,
+}
+
+impl JobAgent {
+    /// How the run ended; the MCP servers are stopped after it.
+    pub(crate) async fn outcome(self) -> RunOutcome {
+        let outcome = self.run.outcome().await;
+        if let Some(mcp) = self.mcp {
+            mcp.shutdown().await;
+        }
+        outcome
+    }
 }
 
 /// Who runs a job's agent.
@@ -87,6 +107,7 @@ impl GithubWork {
             llm: Err("no model is configured for this worker".into()),
             own_handles: Vec::new(),
             cli: None,
+            mcp: McpConfig::default(),
         }
     }
 
@@ -133,6 +154,7 @@ impl GithubWork {
             llm,
             own_handles,
             cli: cli_backend(config),
+            mcp: config.mcp.clone(),
         })
     }
 
@@ -202,8 +224,9 @@ impl GithubWork {
 
     /// Starts a job's agent on `engine`: `user` under `system`, in the worktree `root` with the
     /// workspace tools (`run_command` when the repository allows it; a CLI's own matching
-    /// tools) and the job's `github` tools (a CLI reaches them through `kodiai mcp github-*`),
-    /// within the repository's turn and time limits, ending when the job is cancelled.
+    /// tools), the job's `github` tools (a CLI reaches them through `kodiai mcp github-*`) and
+    /// those of `[mcp.servers]`, within the repository's turn and time limits, ending when the
+    /// job is cancelled. A server that does not start fails the start, with its stderr.
     #[allow(clippy::too_many_arguments, reason = "one job's parts, passed once")]
     pub(crate) async fn start_agent(
         &self,
@@ -214,7 +237,7 @@ impl GithubWork {
         github: GithubTools,
         system: String,
         user: String,
-    ) -> Result<AgentRun, String> {
+    ) -> Result<JobAgent, String> {
         let run_command = config.settings.allows("run_command");
         let limits = kodiai_agent::Limits {
             max_turns: config.settings.max_turns,
@@ -232,6 +255,18 @@ impl GithubWork {
                     .register_all(kodiai_agent::tools::workspace_tools(root, &options).await)
                     .and_then(|()| registry.register_all(github.all()))
                     .map_err(|e| format!("the tools: {e}"))?;
+                let mcp = if self.mcp.servers.is_empty() {
+                    None
+                } else {
+                    let clients = McpClients::start(&self.mcp.server_list(), cancel.clone())
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    if let Err(e) = registry.register_all(clients.tools()) {
+                        clients.shutdown().await;
+                        return Err(format!("the tools: {e}"));
+                    }
+                    Some(clients)
+                };
                 let settings = kodiai_llm::ModelSettings::new(model.model().model.clone());
                 let mut task = kodiai_agent::Task::new(
                     user,
@@ -243,7 +278,10 @@ impl GithubWork {
                 task.prices = self.prices();
                 task.limits = limits;
                 task.cancel = cancel;
-                Ok(kodiai_agent::start(task))
+                Ok(JobAgent {
+                    run: kodiai_agent::start(task),
+                    mcp,
+                })
             }
             Engine::Cli(task) => {
                 let mut task = *task;
@@ -254,7 +292,10 @@ impl GithubWork {
                 task.served = github.by_server().map_err(|e| format!("the tools: {e}"))?;
                 task.limits = limits;
                 task.cancel = cancel;
-                Ok(kodiai_agent::backends::start_cli(task))
+                Ok(JobAgent {
+                    run: kodiai_agent::backends::start_cli(task),
+                    mcp: None,
+                })
             }
         }
     }
@@ -298,6 +339,10 @@ fn cli_backend(config: &Config) -> Option<Result<CliTask, String>> {
     Some(relay.and_then(|relay| {
         let mut task = crate::run::cli_template(config, cli, program)?;
         task.model = crate::run::cli_model(cli, config.llm.model.as_deref());
+        for (name, server) in config.mcp.server_list() {
+            let entry = server.cli_entry(&name).map_err(|e| e.to_string())?;
+            task.mcp_servers.insert(name, entry);
+        }
         task.relay = Some(RelayCommand {
             program: relay,
             args: vec!["mcp".to_owned()],

@@ -50,6 +50,7 @@ impl TestApp {
         TestAppBuilder {
             backend,
             env: Env::new(),
+            file: None,
             setup: Setup::default(),
         }
     }
@@ -95,15 +96,23 @@ impl Drop for TestApp {
     }
 }
 
-/// Options of a [`TestApp`]: environment variables (as the real process would read them),
-/// extra routes mounted inside the real middleware stack, job handlers and the queue's clock.
+/// Options of a [`TestApp`]: environment variables (as the real process would read them), the
+/// configuration file's text, extra routes mounted inside the real middleware stack, job
+/// handlers and the queue's clock.
 pub struct TestAppBuilder {
     backend: Backend,
     env: Env,
+    file: Option<toml::Table>,
     setup: Setup,
 }
 
 impl TestAppBuilder {
+    /// `kodiai.toml` (for what only the file sets, such as `[mcp.servers]`).
+    pub fn config_file(mut self, text: &str) -> Self {
+        self.file = Some(text.parse().expect("test configuration file is TOML"));
+        self
+    }
+
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.insert(key.to_owned(), value.to_owned());
         self
@@ -157,7 +166,10 @@ impl TestAppBuilder {
         // Webhooks work out of the box; a test without a secret sets it to "".
         env.entry("GITHUB_WEBHOOK_SECRET".into())
             .or_insert_with(|| webhooks::WEBHOOK_SECRET.into());
-        let config = Config::from_sources(None, &env).expect("test configuration is valid");
+        let file = self
+            .file
+            .map(|table| (std::path::PathBuf::from("kodiai.toml"), table));
+        let config = Config::from_sources(file, &env).expect("test configuration is valid");
         let server = kodiai::start(config, self.setup)
             .await
             .expect("the server starts");

@@ -426,3 +426,19 @@ fn agent_settings_pick_the_backend_and_the_optional_tools() {
         "KODIAI_ALLOWED_TOOLS = \"run_command,rm -rf\": expected a comma-separated list of tool names such as run_command"
     );
 }
+
+#[test]
+fn an_mcp_server_may_not_take_the_name_of_kodiais_own() {
+    let message = error(
+        Some("[mcp.servers.github-ci]\ntransport = \"stdio\"\ncommand = \"ci-server\"\n"),
+        &[],
+    );
+    assert!(message.contains("mcp.servers.github-ci"), "{message}");
+    assert!(message.contains("kodiai's own servers"), "{message}");
+    let config = Config::from_sources(
+        file("[mcp.servers.ci]\ntransport = \"stdio\"\ncommand = \"ci-server\"\n"),
+        &Env::new(),
+    )
+    .unwrap();
+    assert_eq!(config.mcp.servers.len(), 1);
+}

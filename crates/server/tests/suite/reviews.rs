@@ -658,7 +658,8 @@ app_test!(
     a_review_on_the_claude_code_cli_reaches_the_jobs_tools_through_kodiai_mcp,
     builder | builder | {
         let cli = FakeCli::start().await;
-        let builder = on_claude_code(builder, &cli);
+        let notes = tempfile::tempdir().unwrap();
+        let builder = on_claude_code(builder, &cli).config_file(&notes_server(notes.path()));
         let Some((w, head)) = world_with_div(builder).await else {
             return;
         };
@@ -700,13 +701,16 @@ app_test!(
             .map(|(s, t)| (s.as_str(), t.iter().map(String::as_str).collect()))
             .collect();
         assert_eq!(
-            tools,
+            tools[..3],
             [
                 ("github-ci", vec!["get_ci_status"]),
                 ("github-comment", vec!["update_progress"]),
                 ("github-inline-comment", vec!["create_inline_comment"]),
             ]
         );
+        // and the operator's `[mcp.servers]`, as configured.
+        assert_eq!(tools[3].0, "notes");
+        assert!(tools[3].1.contains(&"read_file"), "{tools:?}");
         let servers = &run.mcp_config["mcpServers"];
         assert_eq!(
             servers["github-ci"]["command"],
@@ -756,4 +760,53 @@ app_test!(
         assert!(!seen.contains(&w.git.token), "the token reached the CLI");
         assert!(w.llm.requests().is_empty(), "the native model was not used");
     }
+);
+
+/// `kodiai.toml` with the MCP server `notes`: `kodiai mcp workspace` over `dir`.
+fn notes_server(dir: &std::path::Path) -> String {
+    format!(
+        "[mcp.servers.notes]\ntransport = \"stdio\"\ncommand = {:?}\nargs = [\"mcp\", \"workspace\", \"--dir\", {:?}]\n",
+        env!("CARGO_BIN_EXE_kodiai"),
+        dir.display().to_string()
+    )
+}
+
+app_test!(
+    a_reviews_agent_gets_the_tools_of_the_configured_mcp_servers,
+    builder
+        | builder
+        | {
+            let notes = tempfile::tempdir().unwrap();
+            std::fs::write(
+                notes.path().join("rules.md"),
+                "Every division checks its divisor.\n",
+            )
+            .unwrap();
+            let builder = builder.config_file(&notes_server(notes.path()));
+            let Some((w, head)) = world_with_div(builder).await else {
+                return;
+            };
+            w.llm
+            .push(Reply::tool_calls(&[(
+                "n1",
+                "notes__read_file",
+                json!({"path": "rules.md"}),
+            )]))
+            .push(comment(
+                "c1",
+                json!({"path": "src/lib.rs", "line": 6, "body": "The rules ask for a check of `b`."}),
+            ))
+            .push(Reply::text("One rule broken."));
+            let job = w.review(&w.event("opened", &head, false)).await;
+            assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+            let prompts = w.prompts();
+            assert!(
+                prompts.contains("Every division checks its divisor."),
+                "{prompts}"
+            );
+            let reviews = w.reviews();
+            assert_eq!(reviews.len(), 1, "{reviews:?}");
+            assert_eq!(anchors(&w.comments_of(&reviews[0])), [("src/lib.rs", 6)]);
+            w.llm.assert_invariants();
+        }
 );

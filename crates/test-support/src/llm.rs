@@ -667,12 +667,16 @@ fn sse(name: Option<&str>, data: &Value) -> String {
     }
 }
 
+/// Message ids: unique per answer, as the real API's are (a client may group by them).
+static MESSAGE_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 fn anthropic_events(reply: &Reply) -> Vec<String> {
     let u = reply.usage;
+    let id = MESSAGE_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut out = vec![sse(
         Some("message_start"),
         &json!({"type": "message_start", "message": {
-            "id": "msg_fake", "type": "message", "role": "assistant", "model": reply.model,
+            "id": format!("msg_fake_{id}"), "type": "message", "role": "assistant", "model": reply.model,
             "content": [], "stop_reason": null, "stop_sequence": null,
             "usage": {"input_tokens": u.input, "output_tokens": 1,
                       "cache_creation_input_tokens": u.cache_write, "cache_read_input_tokens": u.cache_read},

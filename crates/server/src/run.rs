@@ -213,8 +213,8 @@ pub fn cli_model<'a>(cli: Cli, candidates: impl IntoIterator<Item = &'a str>) ->
 }
 
 /// What every run of `cli` from this configuration shares: the program, its credential from
-/// `[llm]`, its `PATH`, the prices (`[llm.prices]` over the built-in ones), Anthropic's base URL
-/// when it is not the default. The error names the missing key.
+/// `[llm]`, its `PATH`, the prices (`[llm.prices]` over the built-in ones), the provider's base
+/// URL when it is not the default. The error names the missing key.
 pub fn cli_template(config: &Config, cli: Cli, program: PathBuf) -> Result<CliTask, String> {
     let credential = match cli {
         Cli::ClaudeCode => config
@@ -245,17 +245,23 @@ pub fn cli_template(config: &Config, cli: Cli, program: PathBuf) -> Result<CliTa
     task.credential = Some(credential);
     task.path = config.agent.cli_search_path.clone();
     task.prices = prices;
-    if cli == Cli::ClaudeCode
-        && config.llm.anthropic_base_url.as_str() != "https://api.anthropic.com/"
-    {
+    // A configured endpoint (a proxy, a gateway) is the CLI's too.
+    let (variable, url, default) = match cli {
+        Cli::ClaudeCode => (
+            "ANTHROPIC_BASE_URL",
+            &config.llm.anthropic_base_url,
+            "https://api.anthropic.com/",
+        ),
+        Cli::GeminiCli => (
+            "GOOGLE_GEMINI_BASE_URL",
+            &config.llm.gemini_base_url,
+            "https://generativelanguage.googleapis.com/",
+        ),
+    };
+    if url.as_str() != default {
         task.env.push((
-            "ANTHROPIC_BASE_URL".into(),
-            config
-                .llm
-                .anthropic_base_url
-                .as_str()
-                .trim_end_matches('/')
-                .to_owned(),
+            variable.into(),
+            url.as_str().trim_end_matches('/').to_owned(),
         ));
     }
     Ok(task)

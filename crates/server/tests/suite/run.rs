@@ -407,10 +407,17 @@ async fn run_on_gemini_cli_exits_1_at_its_turn_limit_and_2_without_a_key() {
         &[
             ("GEMINI_API_KEY", "gemini-test-key-not-real"),
             ("GEMINI_CLI_PATH", program),
+            ("GEMINI_BASE_URL", "http://127.0.0.1:9/gemini/"),
         ],
     )
     .await;
     assert_eq!(output.status.code(), Some(1), "{output:?}");
+    // The configured endpoint is the CLI's too.
+    let env = std::fs::read_to_string(bin.path().join("env")).unwrap();
+    assert!(
+        env.contains("GOOGLE_GEMINI_BASE_URL=http://127.0.0.1:9/gemini\n"),
+        "{env}"
+    );
     assert!(matches!(
         events(&output.stdout).last().unwrap(),
         AgentEvent::Finished {

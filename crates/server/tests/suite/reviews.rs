@@ -810,3 +810,88 @@ app_test!(
             w.llm.assert_invariants();
         }
 );
+
+/// The real Claude Code CLI, when `KODIAI_TEST_CLAUDE_CLI` names it (`.ci/run` installs a pinned
+/// version from npm); `None`, with a warning, when it does not.
+fn real_claude_cli() -> Option<String> {
+    use std::io::Write as _;
+    let found = std::env::var("KODIAI_TEST_CLAUDE_CLI").ok();
+    if found.is_none() {
+        // Straight to the terminal: libtest captures `eprintln!` of passing tests.
+        let _ = writeln!(
+            std::io::stderr(),
+            "\nwarning: KODIAI_TEST_CLAUDE_CLI is not set: the review on the real Claude Code CLI \
+             is skipped (.ci/run installs it from npm)"
+        );
+    }
+    found
+}
+
+app_test!(
+    a_review_on_the_real_claude_code_cli_comments_through_kodiai_mcp,
+    builder | builder | {
+        let Some(claude) = real_claude_cli() else {
+            return;
+        };
+        let builder = builder
+            .env("KODIAI_AGENT_BACKEND", "claude-code")
+            .env("CLAUDE_CLI_PATH", &claude)
+            .env("KODIAI_TOOL_SERVER", env!("CARGO_BIN_EXE_kodiai"));
+        let Some((w, head)) = world_with_div(builder).await else {
+            return;
+        };
+        // The model (the fake Anthropic API the CLI is pointed at) calls kodiai's tool by the
+        // name Claude Code gives it.
+        w.llm
+            .push(Reply::tool_calls(&[(
+                "toolu_1",
+                "mcp__github-inline-comment__create_inline_comment",
+                json!({"path": "src/lib.rs", "line": 6, "body": "Division by zero panics."}),
+            )]))
+            .push(Reply::text("One problem: `div` panics on 0."));
+        let job = w.review(&w.event("opened", &head, false)).await;
+        assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+        let result = job.result.clone().unwrap();
+        assert_eq!(result["outcome"], "completed", "{result}");
+        assert_eq!(result["turns"], 2, "{result}");
+        let reviews = w.reviews();
+        assert_eq!(reviews.len(), 1, "{reviews:?}");
+        let body = reviews[0]["body"].as_str().unwrap();
+        assert!(body.contains("`div` panics on 0"), "{body}");
+        assert_eq!(anchors(&w.comments_of(&reviews[0])), [("src/lib.rs", 6)]);
+
+        // What the CLI sent the model: kodiai's tools among its own, the patch, then the
+        // tool's answer from inside the job; never the installation token.
+        let requests: Vec<_> = w
+            .llm
+            .requests()
+            .into_iter()
+            .filter(|r| r.path == "/v1/messages")
+            .collect();
+        assert_eq!(requests.len(), 2, "{requests:?}");
+        let tools: Vec<&str> = requests[0].body["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|t| t["name"].as_str())
+            .collect();
+        for tool in [
+            "mcp__github-inline-comment__create_inline_comment",
+            "mcp__github-comment__update_progress",
+            "mcp__github-ci__get_ci_status",
+        ] {
+            assert!(tools.contains(&tool), "{tools:?}");
+        }
+        assert!(requests[0].body.to_string().contains("a / b"));
+        assert!(
+            requests[1]
+                .body
+                .to_string()
+                .contains("noted on src/lib.rs:6"),
+            "{}",
+            requests[1].body
+        );
+        let sent = w.prompts();
+        assert!(!sent.contains(&w.git.token), "the token reached the model");
+    }
+);

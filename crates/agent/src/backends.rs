@@ -152,6 +152,15 @@ impl Cli {
         }
     }
 
+    /// The name the CLI gives the model for `tool` of MCP server `server`.
+    pub fn mcp_tool_name(self, server: &str, tool: &str) -> String {
+        match self {
+            Self::ClaudeCode => format!("mcp__{server}__{tool}"),
+            // Gemini CLI prefixes a server's name only when two servers share a tool name.
+            Self::GeminiCli => tool.to_owned(),
+        }
+    }
+
     /// The CLI's own tools that match kodiai's workspace tools (read, list, search, edit,
     /// write, `git diff`/`git log`), and its shell when `run_command` is allowed.
     pub fn workspace_tools(self, run_command: bool) -> Vec<String> {

@@ -286,10 +286,10 @@ impl GithubWork {
             Engine::Cli(task) => {
                 let mut task = *task;
                 task.workdir = root.path().to_owned();
-                task.system = system;
+                task.served = github.by_server().map_err(|e| format!("the tools: {e}"))?;
+                task.system = format!("{system}{}", cli_tool_names(&task));
                 task.instructions = user;
                 task.allowed_tools = task.cli.workspace_tools(run_command);
-                task.served = github.by_server().map_err(|e| format!("the tools: {e}"))?;
                 task.limits = limits;
                 task.cancel = cancel;
                 Ok(JobAgent {
@@ -321,6 +321,28 @@ impl GithubWork {
             own_handles: self.own_handles.clone(),
         })
     }
+}
+
+/// What the prompts call kodiai's tools, as the CLI of `task` names them (they reach it over
+/// MCP).
+fn cli_tool_names(task: &CliTask) -> String {
+    let renamed: Vec<String> = task
+        .served
+        .iter()
+        .flat_map(|(server, registry)| {
+            registry.names().into_iter().filter_map(move |tool| {
+                let shown = task.cli.mcp_tool_name(server, &tool);
+                (shown != tool).then(|| format!("`{tool}` is `{shown}`"))
+            })
+        })
+        .collect();
+    if renamed.is_empty() {
+        return String::new();
+    }
+    format!(
+        "\n\nkodiai's tools reach you over MCP, under these names: {}.",
+        renamed.join(", ")
+    )
 }
 
 /// The CLI backend of `config` (`None` for the native loop) as the template of every job's

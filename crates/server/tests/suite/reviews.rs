@@ -722,8 +722,16 @@ app_test!(
             assert!(allowed.contains(&format!("mcp__{server}")), "{allowed}");
         }
         assert_eq!(run.arg("--model"), Some("claude-sonnet-4-5"));
-        // The prompt carried the patch; the tools answered from inside the job.
+        // The prompt carried the patch, the system prompt the tools' names as the CLI shows
+        // them; the tools answered from inside the job.
         assert!(run.arg("-p").unwrap().contains("a / b"));
+        let system = run.arg("--append-system-prompt").unwrap();
+        assert!(
+            system.contains(
+                "`create_inline_comment` is `mcp__github-inline-comment__create_inline_comment`"
+            ),
+            "{system}"
+        );
         let answers: Vec<(&str, bool)> = run
             .answers
             .iter()

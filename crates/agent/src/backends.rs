@@ -144,20 +144,20 @@ impl Cli {
         }
     }
 
-    /// The provider whose prices apply to its models.
-    fn provider(self) -> &'static str {
+    /// The provider whose models it runs (and whose prices apply to them).
+    pub fn provider(self) -> &'static str {
         match self {
             Self::ClaudeCode => "anthropic",
             Self::GeminiCli => "gemini",
         }
     }
 
-    /// The name the CLI gives the model for `tool` of MCP server `server`.
+    /// The name the CLI gives the model for `tool` of MCP server `server` (as Claude Code 2.1 and
+    /// Gemini CLI 0.61 do).
     pub fn mcp_tool_name(self, server: &str, tool: &str) -> String {
         match self {
             Self::ClaudeCode => format!("mcp__{server}__{tool}"),
-            // Gemini CLI prefixes a server's name only when two servers share a tool name.
-            Self::GeminiCli => tool.to_owned(),
+            Self::GeminiCli => format!("mcp_{server}_{tool}"),
         }
     }
 
@@ -186,6 +186,7 @@ impl Cli {
                     "list_directory",
                     "glob",
                     "search_file_content",
+                    "grep_search",
                     "replace",
                     "write_file",
                     "run_shell_command(git diff)",

@@ -81,7 +81,7 @@ impl Engine {
         match self {
             Self::Native(llm) => llm.model().to_string(),
             Self::Cli(task) => match &task.model {
-                Some(model) => format!("{}/{model}", crate::run::cli_provider(task.cli)),
+                Some(model) => format!("{}/{model}", task.cli.provider()),
                 None => format!("{} (its default model)", task.cli.name()),
             },
         }

@@ -165,12 +165,12 @@ pub fn cli_task(
     // it is the CLI's provider's.
     let model = match &args.model {
         Some(model) => match ModelRef::parse(model) {
-            Ok(m) if m.provider == cli_provider(cli) => Some(m.model),
+            Ok(m) if m.provider == cli.provider() => Some(m.model),
             Ok(m) => {
                 return Err(RunError::Usage(format!(
                     "--model {model}: the {} backend runs {} models, not {}",
                     cli.name(),
-                    cli_provider(cli),
+                    cli.provider(),
                     m.provider
                 )));
             }
@@ -194,21 +194,13 @@ pub fn cli_task(
     Ok(task)
 }
 
-/// The provider whose models `cli` runs.
-pub fn cli_provider(cli: Cli) -> &'static str {
-    match cli {
-        Cli::ClaudeCode => "anthropic",
-        Cli::GeminiCli => "gemini",
-    }
-}
-
 /// The model `cli` runs, as it names it: the first of `candidates` (`provider/model`) of the
 /// CLI's provider, else `None` (the CLI's default).
 pub fn cli_model<'a>(cli: Cli, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
     candidates
         .into_iter()
         .filter_map(|m| ModelRef::parse(m).ok())
-        .find(|m| m.provider == cli_provider(cli))
+        .find(|m| m.provider == cli.provider())
         .map(|m| m.model)
 }
 

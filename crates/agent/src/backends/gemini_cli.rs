@@ -40,7 +40,7 @@ pub(crate) fn invocation(
             "tools": { "allowed": task.allowed_tools },
             "mcpServers": mcp_servers,
             "privacy": { "usageStatisticsEnabled": false },
-            "general": { "disableAutoUpdate": true, "disableUpdateNag": true },
+            "general": { "enableAutoUpdate": false, "enableAutoUpdateNotification": false },
         }))?,
     )?;
     let prompt = if task.system.is_empty() {

@@ -648,8 +648,9 @@ async fn gemini_cli_gets_its_flags_settings_and_credential_only() {
     );
 
     let argv = fake.argv();
-    let tools = "read_file,read_many_files,list_directory,glob,search_file_content,replace,\
-                 write_file,run_shell_command(git diff),run_shell_command(git log),run_shell_command";
+    let tools = "read_file,read_many_files,list_directory,glob,search_file_content,grep_search,\
+                 replace,write_file,run_shell_command(git diff),run_shell_command(git log),\
+                 run_shell_command";
     assert_eq!(
         argv,
         [
@@ -680,6 +681,11 @@ async fn gemini_cli_gets_its_flags_settings_and_credential_only() {
     assert_eq!(relay["command"], "/usr/local/bin/kodiai");
     assert_eq!(relay["args"], json!(["mcp", "github-ci"]));
     assert_eq!(relay["trust"], true);
+    // The names the model sees for them (as Gemini CLI 0.61 gives them).
+    assert_eq!(
+        Cli::GeminiCli.mcp_tool_name("github-ci", "get_ci_status"),
+        "mcp_github-ci_get_ci_status"
+    );
     let socket = relay["env"]["KODIAI_TOOL_SOCKET"].as_str().unwrap();
     assert!(socket.ends_with("/tools.sock"), "{socket}");
     assert_eq!(relay["env"]["KODIAI_TOOL_KEY"].as_str().unwrap().len(), 64);

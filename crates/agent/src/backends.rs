@@ -257,6 +257,10 @@ pub struct CliTask {
     pub path: String,
     /// Further variables (the operator's choice; never the host's environment).
     pub env: Vec<(String, String)>,
+    /// The folder the run's scratch folder is made in (created, private, when missing);
+    /// `None`: the system's temporary folder. The Gemini CLI ignores a settings file when a
+    /// folder above it is writable by others, as `/tmp` is.
+    pub scratch_in: Option<PathBuf>,
     pub limits: Limits,
     /// Prices for the cost estimate of each turn (and so the budget).
     pub prices: PriceTable,
@@ -299,6 +303,7 @@ impl CliTask {
             credential: None,
             path: DEFAULT_PATH.to_owned(),
             env: Vec::new(),
+            scratch_in: None,
             limits: Limits::default(),
             prices: PriceTable::builtin(),
             cancel: CancellationToken::new(),
@@ -677,11 +682,25 @@ pub(crate) fn event_of<T: serde::de::DeserializeOwned>(line: &str, cli: &str) ->
 
 /// The run's scratch folder: the CLI's HOME and TMPDIR, its configuration files, the tool
 /// socket. Removed at the end of the run, once the group is gone.
-fn scratch_folder(name: &str) -> Result<tempfile::TempDir, String> {
-    let scratch = tempfile::Builder::new()
-        .prefix("kodiai-cli-")
-        .tempdir()
-        .map_err(|e| format!("cannot create the scratch folder for `{name}`: {e}"))?;
+fn scratch_folder(task: &CliTask, name: &str) -> Result<tempfile::TempDir, String> {
+    let failed = |e: std::io::Error| format!("cannot create the scratch folder for `{name}`: {e}");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix("kodiai-cli-");
+    let scratch = match &task.scratch_in {
+        Some(parent) => {
+            use std::os::unix::fs::DirBuilderExt as _;
+            if !parent.is_dir() {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(parent)
+                    .map_err(failed)?;
+            }
+            builder.tempdir_in(parent)
+        }
+        None => builder.tempdir(),
+    }
+    .map_err(failed)?;
     std::fs::create_dir_all(scratch.path().join("home"))
         .and_then(|()| std::fs::create_dir_all(scratch.path().join("tmp")))
         .map_err(|e| format!("cannot create the scratch folder for `{name}`: {e}"))?;
@@ -775,7 +794,7 @@ async fn drive(task: CliTask, sender: mpsc::Sender<AgentEvent>) -> RunOutcome {
     let name = task.program.display().to_string();
 
     // The scratch folder and the tool socket are removed at the end, once the group is gone.
-    let started = scratch_folder(&name).and_then(|scratch| {
+    let started = scratch_folder(&task, &name).and_then(|scratch| {
         let (socket, servers) = serve_tools(&task, scratch.path())?;
         let guard = spawn_cli(&task, &name, scratch.path(), &servers)?;
         Ok((scratch, socket, guard))

@@ -168,6 +168,10 @@ pub struct AgentConfig {
     /// The kodiai executable a CLI backend starts as `kodiai mcp github-*` to reach a job's
     /// GitHub tools (`KODIAI_TOOL_SERVER`; default: this process's own executable).
     pub tool_server: Option<PathBuf>,
+    /// Let the Gemini CLI trust the workspace (`GEMINI_CLI_TRUST_WORKSPACE`), which a headless
+    /// run needs: it then loads the repository's `.gemini/` settings, extensions and `.env`, so
+    /// only for repositories whose content is trusted. Off by default.
+    pub gemini_trust_workspace: bool,
 }
 
 impl AgentConfig {
@@ -246,6 +250,14 @@ fn agent_config(s: &mut Sources<'_>) -> Result<AgentConfig, ConfigError> {
             "a file path",
             |t| (!t.is_empty()).then(|| PathBuf::from(t)),
         )?,
+        gemini_trust_workspace: s
+            .parse(
+                "agent.gemini_trust_workspace",
+                &["KODIAI_GEMINI_TRUST_WORKSPACE"],
+                "true or false",
+                |t| t.parse().ok(),
+            )?
+            .unwrap_or(false),
     })
 }
 

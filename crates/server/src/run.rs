@@ -206,7 +206,9 @@ pub fn cli_model<'a>(cli: Cli, candidates: impl IntoIterator<Item = &'a str>) ->
 
 /// What every run of `cli` from this configuration shares: the program, its credential from
 /// `[llm]`, its `PATH`, the prices (`[llm.prices]` over the built-in ones), the provider's base
-/// URL when it is not the default. The error names the missing key.
+/// URL when it is not the default; for the Gemini CLI its scratch folders under `data_dir/cli`
+/// and, when `agent.gemini_trust_workspace` says so, a trusted workspace. The error names the
+/// missing key.
 pub fn cli_template(config: &Config, cli: Cli, program: PathBuf) -> Result<CliTask, String> {
     let credential = match cli {
         Cli::ClaudeCode => config
@@ -255,6 +257,16 @@ pub fn cli_template(config: &Config, cli: Cli, program: PathBuf) -> Result<CliTa
             variable.into(),
             url.as_str().trim_end_matches('/').to_owned(),
         ));
+    }
+    if cli == Cli::GeminiCli {
+        // Its settings file is ignored below a folder others may write to (such as /tmp).
+        let data = std::path::absolute(&config.data_dir)
+            .map_err(|e| format!("data_dir {}: {e}", config.data_dir.display()))?;
+        task.scratch_in = Some(data.join("cli"));
+        if config.agent.gemini_trust_workspace {
+            task.env
+                .push(("GEMINI_CLI_TRUST_WORKSPACE".into(), "true".into()));
+        }
     }
     Ok(task)
 }

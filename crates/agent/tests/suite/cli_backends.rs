@@ -634,6 +634,10 @@ async fn gemini_cli_gets_its_flags_settings_and_credential_only() {
         "kodiai".into(),
         json!({"httpUrl": "http://127.0.0.1:9/mcp"}),
     );
+    // Its scratch folder in a private folder, made on first use.
+    let private = tempfile::tempdir().unwrap();
+    let scratch_in = private.path().join("cli");
+    task.scratch_in = Some(scratch_in.clone());
     // A group of this process's tools: served on the run's socket, reached through the relay.
     task.served = vec![("github-ci".to_owned(), ToolRegistry::new())];
     task.relay = Some(RelayCommand {
@@ -697,6 +701,15 @@ async fn gemini_cli_gets_its_flags_settings_and_credential_only() {
     assert_eq!(get("ANTHROPIC_API_KEY"), None);
     assert!(!env.iter().any(|(k, _)| k.starts_with("CARGO")));
     assert_eq!(get("GEMINI_CLI_HOME"), get("HOME"));
+    assert!(
+        get("HOME")
+            .unwrap()
+            .starts_with(scratch_in.to_str().unwrap()),
+        "{env:?}"
+    );
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&scratch_in).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700);
 }
 
 #[tokio::test]

@@ -418,6 +418,23 @@ async fn run_on_gemini_cli_exits_1_at_its_turn_limit_and_2_without_a_key() {
         env.contains("GOOGLE_GEMINI_BASE_URL=http://127.0.0.1:9/gemini\n"),
         "{env}"
     );
+    // Its scratch (HOME and settings) is in the data folder, not under /tmp, whose mode makes
+    // the CLI ignore its settings; the workspace is not trusted unless configured.
+    assert!(env.contains("/data/cli/kodiai-cli-"), "{env}");
+    assert!(!env.contains("GEMINI_CLI_TRUST_WORKSPACE"), "{env}");
+    let trusted = kodiai_run_with(
+        None,
+        &["--dir", path, "--backend", "gemini-cli", "Fix it"],
+        &[
+            ("GEMINI_API_KEY", "gemini-test-key-not-real"),
+            ("GEMINI_CLI_PATH", program),
+            ("KODIAI_GEMINI_TRUST_WORKSPACE", "true"),
+        ],
+    )
+    .await;
+    assert_eq!(trusted.status.code(), Some(1), "{trusted:?}");
+    let env = std::fs::read_to_string(bin.path().join("env")).unwrap();
+    assert!(env.contains("GEMINI_CLI_TRUST_WORKSPACE=true\n"), "{env}");
     assert!(matches!(
         events(&output.stdout).last().unwrap(),
         AgentEvent::Finished {

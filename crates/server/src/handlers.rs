@@ -361,10 +361,6 @@ fn cli_backend(config: &Config) -> Option<Result<CliTask, String>> {
     Some(relay.and_then(|relay| {
         let mut task = crate::run::cli_template(config, cli, program)?;
         task.model = crate::run::cli_model(cli, config.llm.model.as_deref());
-        for (name, server) in config.mcp.server_list() {
-            let entry = server.cli_entry(&name).map_err(|e| e.to_string())?;
-            task.mcp_servers.insert(name, entry);
-        }
         task.relay = Some(RelayCommand {
             program: relay,
             args: vec!["mcp".to_owned()],

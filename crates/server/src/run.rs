@@ -153,7 +153,7 @@ pub async fn task(config: &Config, args: &RunArgs) -> Result<Task, RunError> {
 
 /// The CLI task `args` describe: the CLI's workspace tools (its shell only when `run_command`
 /// is allowed), its credential from `[llm]`, the model named for its provider, the servers of
-/// `[mcp.servers]`.
+/// `[mcp.servers]` ([`cli_template`]).
 pub fn cli_task(
     config: &Config,
     args: &RunArgs,
@@ -184,12 +184,6 @@ pub fn cli_task(
     task.system = SYSTEM_PROMPT.to_owned();
     task.model = model;
     task.allowed_tools = cli.workspace_tools(config.agent.allows("run_command"));
-    for (name, server) in config.mcp.server_list() {
-        let entry = server
-            .cli_entry(&name)
-            .map_err(|e| RunError::Usage(e.to_string()))?;
-        task.mcp_servers.insert(name, entry);
-    }
     task.limits = limits(args);
     Ok(task)
 }
@@ -205,7 +199,7 @@ pub fn cli_model<'a>(cli: Cli, candidates: impl IntoIterator<Item = &'a str>) ->
 }
 
 /// What every run of `cli` from this configuration shares: the program, its credential from
-/// `[llm]`, its `PATH`, the prices (`[llm.prices]` over the built-in ones), the provider's base
+/// `[llm]`, the servers of `[mcp.servers]`, its `PATH`, the prices (`[llm.prices]` over the built-in ones), the provider's base
 /// URL when it is not the default; for the Gemini CLI its scratch folders under `data_dir/cli`
 /// and, when `agent.gemini_trust_workspace` says so, a trusted workspace. The error names the
 /// missing key.
@@ -237,6 +231,10 @@ pub fn cli_template(config: &Config, cli: Cli, program: PathBuf) -> Result<CliTa
     }
     let mut task = CliTask::new(cli, program, PathBuf::new(), String::new());
     task.credential = Some(credential);
+    for (name, server) in config.mcp.server_list() {
+        let entry = server.cli_entry(&name).map_err(|e| e.to_string())?;
+        task.mcp_servers.insert(name, entry);
+    }
     task.path = config.agent.cli_search_path.clone();
     task.prices = prices;
     // A configured endpoint (a proxy, a gateway) is the CLI's too.

@@ -1340,3 +1340,101 @@ crate::both_backends!(
         );
     }
 );
+
+/// PostgreSQL only (SQLite's one writer has no races): a claim whose candidate's key fills up
+/// meanwhile rolls back and tries again. A finish riding on it is rolled back with it and done
+/// once, in the try that commits.
+#[tokio::test]
+async fn a_finish_riding_on_a_claim_that_lost_a_race_is_done_once() {
+    use sqlx::Connection;
+
+    let Some(db) = crate::testing::TestDb::postgres().await else {
+        return;
+    };
+    let store = db.store().await;
+    let limits = KeyLimits {
+        max_running: 1,
+        rate: None,
+    };
+    let x = store.enqueue(&noop("x"), t0()).await.unwrap().id;
+    let b = store
+        .enqueue(&noop("b").concurrency_key("k"), t0() + secs(1))
+        .await
+        .unwrap()
+        .id;
+    let c = store
+        .enqueue(&noop("c").concurrency_key("k"), t0() + secs(2))
+        .await
+        .unwrap()
+        .id;
+    let now = t0() + secs(10);
+    let lease = claim_lease(&store, "w", limits, now).await;
+    assert_eq!(lease.job_id, x);
+
+    // Another claimer holds k's lock and is starting c.
+    let mut other = sqlx::PgConnection::connect(&db.url()).await.unwrap();
+    let mut other_tx = other.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO job_rate_limits (concurrency_key) VALUES ('k') \
+         ON CONFLICT (concurrency_key) DO UPDATE SET tat = job_rate_limits.tat",
+    )
+    .execute(&mut *other_tx)
+    .await
+    .unwrap();
+    sqlx::query(
+        "UPDATE jobs SET state = 'running', attempts = 1, lease_owner = 'other', \
+         lease_expires_at = $1 WHERE id = $2",
+    )
+    .bind(now + secs(60))
+    .bind(&c)
+    .execute(&mut *other_tx)
+    .await
+    .unwrap();
+
+    // The finish and claim picks b (c is not running yet in its snapshot) and waits for k.
+    let finishing = {
+        let store = store.clone();
+        let lease = lease.clone();
+        tokio::spawn(async move {
+            store
+                .finish_and_claim(
+                    &lease,
+                    Finish::Succeeded(json!("once")),
+                    &request("w", limits),
+                    now,
+                )
+                .await
+        })
+    };
+    let mut watch = sqlx::PgConnection::connect(&db.url()).await.unwrap();
+    loop {
+        let (waiting,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&mut watch)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    // c starts: k is full when the claim recounts, so b is not started.
+    other_tx.commit().await.unwrap();
+
+    let (state, next) = finishing.await.unwrap().unwrap();
+    assert_eq!((state, next), (Some(JobState::Succeeded), None));
+    let done = store.job(&x).await.unwrap().unwrap();
+    assert_eq!(
+        (done.state, done.result, done.attempts),
+        (JobState::Succeeded, Some(json!("once")), 1)
+    );
+    assert_eq!(
+        event_kinds(&store, &x).await,
+        [JobEventKind::Started, JobEventKind::Finished]
+    );
+    let waiting = store.job(&b).await.unwrap().unwrap();
+    assert_eq!((waiting.state, waiting.attempts), (JobState::Queued, 0));
+    assert!(event_kinds(&store, &b).await.is_empty());
+}

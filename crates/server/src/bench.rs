@@ -171,7 +171,8 @@ struct QueueSample {
     drain: Duration,
     /// The second pass's drain: claim and finish without a worker around them.
     direct: Duration,
-    /// `Worker::try_execute_job` calls that completed a job (claim, run, finish), in ms.
+    /// `Worker::try_execute_job_and_claim_next` calls that completed a job (run, finish and
+    /// the next claim; the first one's own claim too), in ms.
     steps: Vec<f64>,
     /// `Store::claim` calls of the second pass, in ms.
     claims: Vec<f64>,
@@ -185,9 +186,10 @@ impl QueueSample {
 
 /// Per run (backend × worker count) on a fresh database: enqueue `jobs` no-op jobs one per
 /// transaction (as webhooks and the API do), then drain them with that many [`Worker`]s calling
-/// [`Worker::try_execute_job`] until the queue is empty. A second pass enqueues as many again
-/// and drains them with the same number of tasks calling [`Store::claim`] and [`Store::finish`]
-/// directly, to time the claim alone (the worker's claim is inside `try_execute_job`).
+/// [`Worker::try_execute_job_and_claim_next`] until the queue is empty, as the worker pool does.
+/// A second pass enqueues as many again and drains them with the same number of tasks calling
+/// [`Store::claim`] and [`Store::finish`] directly, to time the claim alone (the workers' claims
+/// are inside their steps, mostly together with a finish).
 ///
 /// The per-key running limit is the largest worker count, so that it never holds a worker back
 /// (it is still checked on every claim), and the rate limit is off: the queue's cost is measured,
@@ -275,10 +277,10 @@ pub async fn queue(options: &QueueOptions) -> anyhow::Result<String> {
         );
     }
     for line in [
-        "drain/s: jobs claimed, run and finished per second by the Workers (Worker::try_execute_job)",
+        "drain/s: jobs claimed, run and finished per second by the Workers (Worker::try_execute_job_and_claim_next, as the pool runs them)",
         "e2e/s: jobs / (enqueue time + drain time)",
         "direct/s: second pass, as many tasks calling Store::claim and Store::finish, no Worker",
-        "claim: one Store::claim call (second pass); job: one Worker::try_execute_job call",
+        "claim: one Store::claim call (second pass); job: one Worker::try_execute_job_and_claim_next call",
     ] {
         let _ = writeln!(out, "{line}");
     }
@@ -381,13 +383,17 @@ async fn queue_passes(
         );
         tasks.spawn(async move {
             let mut took = Vec::new();
+            let running = tokio_util::sync::CancellationToken::new();
             loop {
                 let step = Instant::now();
-                match worker.try_execute_job().await? {
+                match worker.try_execute_job_and_claim_next(&running).await? {
                     Outcome::Completed { .. } => took.push(millis(step.elapsed())),
-                    Outcome::EmptyQueue => return anyhow::Ok(took),
+                    Outcome::EmptyQueue => break,
                 }
             }
+            // Nothing is held after an empty claim; kept for the pool's discipline.
+            worker.release_held().await?;
+            anyhow::Ok(took)
         });
     }
     let mut steps = Vec::with_capacity(jobs as usize);

@@ -530,6 +530,78 @@ macro_rules! insert_event {
     }};
 }
 
+/// What a finish writes: the job's new state and columns, and its event.
+struct FinishValues {
+    state: JobState,
+    result: Option<Value>,
+    failure: Option<JobFailure>,
+    /// The new run time of a job queued again; `None` keeps it.
+    run_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+    /// 1 to give the run's attempt back (a release), else 0.
+    give_back: i32,
+    event: JobEventKind,
+    data: Value,
+}
+
+impl FinishValues {
+    fn of(lease: &Lease, finish: &Finish, now: DateTime<Utc>) -> Self {
+        let (state, result, failure, run_at, finished_at, give_back, event, data) = match finish {
+            Finish::Succeeded(result) => (
+                JobState::Succeeded,
+                Some(result.clone()),
+                None,
+                None,
+                Some(now),
+                0,
+                JobEventKind::Finished,
+                json!({"state": "succeeded", "result": result}),
+            ),
+            Finish::Failed(failure) => (
+                JobState::Failed,
+                None,
+                Some(failure.clone()),
+                None,
+                Some(now),
+                0,
+                JobEventKind::Finished,
+                json!({"state": "failed", "error": failure}),
+            ),
+            Finish::Retry { at, failure } => (
+                JobState::Queued,
+                None,
+                Some(failure.clone()),
+                Some(ts(*at)),
+                None,
+                0,
+                JobEventKind::Error,
+                json!({"reason": failure.reason, "message": failure.message,
+                       "attempt": lease.attempt, "retry_at": ts(*at)}),
+            ),
+            Finish::Release => (
+                JobState::Queued,
+                None,
+                None,
+                Some(now),
+                None,
+                1,
+                JobEventKind::Log,
+                json!({"message": format!("worker {} stopped; the job is queued again", lease.owner)}),
+            ),
+        };
+        Self {
+            state,
+            result,
+            failure,
+            run_at,
+            finished_at,
+            give_back,
+            event,
+            data,
+        }
+    }
+}
+
 /// A transaction that other writes can share with enqueues (a webhook delivery and its job
 /// are stored together or not at all). Dropping it without [`Tx::commit`] rolls back.
 pub struct Tx {
@@ -658,62 +730,20 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Option<JobState>> {
         let now = ts(now);
+        let values = FinishValues::of(lease, &finish, now);
         let attempt = i32::try_from(lease.attempt).unwrap_or(i32::MAX);
-        let (state, result, failure, run_at, finished_at, give_back, event, data) = match &finish {
-            Finish::Succeeded(result) => (
-                JobState::Succeeded,
-                Some(result.clone()),
-                None,
-                None,
-                Some(now),
-                0,
-                JobEventKind::Finished,
-                json!({"state": "succeeded", "result": result}),
-            ),
-            Finish::Failed(failure) => (
-                JobState::Failed,
-                None,
-                Some(failure.clone()),
-                None,
-                Some(now),
-                0,
-                JobEventKind::Finished,
-                json!({"state": "failed", "error": failure}),
-            ),
-            Finish::Retry { at, failure } => (
-                JobState::Queued,
-                None,
-                Some(failure.clone()),
-                Some(ts(*at)),
-                None,
-                0,
-                JobEventKind::Error,
-                json!({"reason": failure.reason, "message": failure.message,
-                       "attempt": lease.attempt, "retry_at": ts(*at)}),
-            ),
-            Finish::Release => (
-                JobState::Queued,
-                None,
-                None,
-                Some(now),
-                None,
-                1,
-                JobEventKind::Log,
-                json!({"message": format!("worker {} stopped; the job is queued again", lease.owner)}),
-            ),
-        };
         // Binds `$1`…`$11` of `finish_update!`.
         macro_rules! bind_update {
             ($query:expr) => {
                 $query
-                    .bind(state.as_str())
-                    .bind(result.map(Json))
-                    .bind(failure.as_ref().map(|f| f.message.clone()))
-                    .bind(failure.as_ref().map(|f| f.reason.as_str()))
+                    .bind(values.state.as_str())
+                    .bind(values.result.clone().map(Json))
+                    .bind(values.failure.as_ref().map(|f| f.message.clone()))
+                    .bind(values.failure.as_ref().map(|f| f.reason.as_str()))
                     // Keep the run time of a final job (when it was due), move it for a retry.
-                    .bind(run_at)
-                    .bind(finished_at)
-                    .bind(give_back)
+                    .bind(values.run_at)
+                    .bind(values.finished_at)
+                    .bind(values.give_back)
                     .bind(now)
                     .bind(&lease.job_id)
                     .bind(&lease.owner)
@@ -725,8 +755,8 @@ impl Store {
             Inner::Sqlite { writer, .. } => {
                 let row: Option<(i32,)> = on_queue_writer!(self, writer, |conn| {
                     bind_update!(sqlx::query_as(sqlite::FINISH))
-                        .bind(JobEventKind::as_str(event))
-                        .bind(Json(data))
+                        .bind(JobEventKind::as_str(values.event))
+                        .bind(Json(&values.data))
                         .fetch_optional(&mut *conn)
                         .await?
                 });
@@ -734,25 +764,89 @@ impl Store {
             }
             Inner::Postgres(pool) => {
                 let row: Option<(i32,)> = bind_update!(sqlx::query_as(postgres::FINISH))
-                    .bind(JobEventKind::as_str(event))
-                    .bind(Json(data))
+                    .bind(JobEventKind::as_str(values.event))
+                    .bind(Json(&values.data))
                     .fetch_optional(pool)
                     .await?;
                 row.map(|(seq,)| i64::from(seq))
             }
         };
-        let Some(seq) = updated else {
-            return Ok(None);
+        Ok(self.finished(lease, &values, updated))
+    }
+
+    /// [`Store::finish`], then [`Store::claim`] of the same worker's next job, for a worker that
+    /// goes on working: the claim applies `next`'s kinds, per-key limits and rate limits exactly
+    /// as `claim` does, after the finish (the finished job no longer counts against its key).
+    /// Returns what each would: the finished job's state (`None` when its lease was lost) and
+    /// the next job, running under a new lease of `next.worker`.
+    ///
+    /// On SQLite both are one statement, so one call to the connection's thread instead of two:
+    /// a worker's finish and its next claim cost one round trip per job. On PostgreSQL the
+    /// finish rides on the claim's first statement, inside the claim's transaction: the claim's
+    /// four round trips and one commit per job instead of five and two.
+    pub async fn finish_and_claim(
+        &self,
+        lease: &Lease,
+        finish: Finish,
+        next: &ClaimRequest<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<(Option<JobState>, Option<Job>)> {
+        let now = ts(now);
+        let writer = match &self.inner {
+            Inner::Sqlite { writer, .. } => writer,
+            Inner::Postgres(pool) => {
+                let values = FinishValues::of(lease, &finish, now);
+                let Some((finished, claimed)) =
+                    postgres::finish_and_claim(pool, lease, &values, next, now).await?
+                else {
+                    // Every try lost a race for a key and rolled back: the finish alone.
+                    return Ok((self.finish(lease, finish, now).await?, None));
+                };
+                // PostgreSQL's triggers announce both; `finished` keeps the answer the same.
+                let state = self.finished(lease, &values, finished);
+                return Ok((state, claimed.map(|(job, _)| job)));
+            }
         };
+        let values = FinishValues::of(lease, &finish, now);
+        let rows: Vec<JobRow> = on_queue_writer!(self, writer, |conn| {
+            sqlite::finish_and_claim(conn, lease, &values, next, now).await?
+        });
+        // The claimed job is the one row left running; the finished one never is.
+        let mut finished = None;
+        let mut claimed = None;
+        for row in rows {
+            if row.state == JobState::Running.as_str() {
+                let seq = i64::from(row.event_seq);
+                claimed = Some((row.into_job()?, seq));
+            } else {
+                finished = Some(i64::from(row.event_seq));
+            }
+        }
+        let state = self.finished(lease, &values, finished);
+        let Some((job, seq)) = claimed else {
+            return Ok((state, None));
+        };
+        self.signal_local(Signal::JobEvent {
+            job_id: job.id.clone(),
+            seq,
+            kind: JobEventKind::Started,
+        });
+        Ok((state, Some(job)))
+    }
+
+    /// After a finish that wrote event `seq` (`None`: the lease was lost, nothing was written):
+    /// signals it and answers the job's new state.
+    fn finished(&self, lease: &Lease, values: &FinishValues, seq: Option<i64>) -> Option<JobState> {
+        let seq = seq?;
         self.signal_local(Signal::JobEvent {
             job_id: lease.job_id.clone(),
             seq,
-            kind: event,
+            kind: values.event,
         });
-        if state == JobState::Queued {
+        if values.state == JobState::Queued {
             self.signal_local(Signal::JobsQueued);
         }
-        Ok(Some(state))
+        Some(values.state)
     }
 
     /// Puts running jobs whose lease expired (their worker died or lost the database) back in
@@ -1058,53 +1152,150 @@ impl Store {
 mod sqlite {
     use super::*;
 
+    /// The pick of a claim, a scalar subquery: the first queued job in claim order that is due
+    /// (`$3` now), of one of the kinds (`$4`, a JSON array), whose key has fewer than `$5`
+    /// running and a rate token (`$6` rate tolerance, `$7` now in epoch seconds).
+    /// `$not_counted` adds conditions on the running jobs `r` that count against the key.
+    macro_rules! pick {
+        ($not_counted:literal) => {
+            concat!(
+                "(SELECT j.id FROM jobs j INDEXED BY jobs_queued \
+                 WHERE j.state = 'queued' AND j.run_at <= $3 \
+                   AND j.kind IN (SELECT value FROM json_each($4)) \
+                   AND (j.concurrency_key IS NULL OR ( \
+                     (SELECT COUNT(*) FROM jobs r WHERE r.concurrency_key = j.concurrency_key \
+                        AND r.state = 'running' AND r.lease_expires_at > $3",
+                $not_counted,
+                ") < $5 \
+                     AND NOT EXISTS (SELECT 1 FROM job_rate_limits k \
+                        WHERE k.concurrency_key = j.concurrency_key AND k.tat - $6 > $7))) \
+                 ORDER BY j.priority, j.run_at, j.id LIMIT 1)"
+            )
+        };
+    }
+
+    /// A claimed job's new key bucket state (`$7` now in epoch seconds, `$8` the rate interval,
+    /// `NULL` for no rate limit), for the note of migration 0006's rate trigger.
+    macro_rules! claim_tat {
+        () => {
+            "CASE WHEN $8 IS NULL OR concurrency_key IS NULL THEN NULL \
+             ELSE MAX(COALESCE((SELECT k.tat FROM job_rate_limits k \
+               WHERE k.concurrency_key = jobs.concurrency_key), 0), $7) + $8 END"
+        };
+    }
+
     /// One statement, so one call to the connection's thread (each call is a cross-thread
     /// round trip that costs far more than the SQL) and atomic without a transaction of its
-    /// own: the pick (`$3` now, `$4` kinds, `$5` running limit, `$6` rate tolerance, `$7` now
-    /// in epoch seconds) starts the job (`$1` worker, `$2` lease end) and leaves the notes
-    /// that migration 0006's triggers turn into the `started` event and, with a rate limit
-    /// (`$8` its interval, `NULL` for none), the key's new token bucket state. With one writer
+    /// own: the pick (`$3`…`$7`, see `pick!`) starts the job (`$1` worker, `$2` lease end) and
+    /// leaves the notes that migration 0006's triggers turn into the `started` event and, with
+    /// a rate limit (`$8` its interval), the key's new token bucket state. With one writer
     /// connection nothing can come in between the pick and the start.
     const CLAIM: &str = concat!(
         "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = $1, \
            lease_expires_at = $2, started_at = COALESCE(started_at, $3), updated_at = $3, \
            event_seq = event_seq + 1, note_seq = event_seq + 1, note_kind = 'started', \
-           note_data = json_object('attempt', attempts + 1, 'worker', $1), \
-           note_tat = CASE WHEN $8 IS NULL OR concurrency_key IS NULL THEN NULL \
-             ELSE MAX(COALESCE((SELECT k.tat FROM job_rate_limits k \
-               WHERE k.concurrency_key = jobs.concurrency_key), 0), $7) + $8 END \
-         WHERE state = 'queued' AND id = (SELECT j.id FROM jobs j INDEXED BY jobs_queued \
-           WHERE j.state = 'queued' AND j.run_at <= $3 \
-             AND j.kind IN (SELECT value FROM json_each($4)) \
-             AND (j.concurrency_key IS NULL OR ( \
-               (SELECT COUNT(*) FROM jobs r WHERE r.concurrency_key = j.concurrency_key \
-                  AND r.state = 'running' AND r.lease_expires_at > $3) < $5 \
-               AND NOT EXISTS (SELECT 1 FROM job_rate_limits k \
-                  WHERE k.concurrency_key = j.concurrency_key AND k.tat - $6 > $7))) \
-           ORDER BY j.priority, j.run_at, j.id LIMIT 1) \
-         RETURNING ",
+           note_data = json_object('attempt', attempts + 1, 'worker', $1), note_tat = ",
+        claim_tat!(),
+        " WHERE state = 'queued' AND id = ",
+        pick!(""),
+        " RETURNING ",
         job_columns!()
     );
+
+    /// A finish and the same worker's next claim as one statement: one `UPDATE` of two rows,
+    /// the running job of the lease (`$16` id, `$17` owner, `$18` attempt) and the queued job of
+    /// the pick. `$1`…`$8` are the claim's (as in `CLAIM`), `$9`…`$15` the finish's values (as
+    /// `$1`…`$7` of `finish_update!`, with `$3` its time), `$19` the finish's event kind and `$20`
+    /// its data. A row's old state says which change it gets: `running` is the finished job,
+    /// `queued` the claimed one (even when the pick is the lease's own job, re-queued after its
+    /// lease expired: then the finish changes nothing, as a separate finish would not).
+    ///
+    /// The pick is evaluated before any row changes (SQLite collects the rows of an update whose
+    /// `WHERE` has a subquery before it changes them), so the job being finished, still running
+    /// there, is left out of its key's running count, exactly as if the finish had come first.
+    const FINISH_AND_CLAIM: &str = concat!(
+        "UPDATE jobs SET \
+           state = CASE WHEN state = 'running' THEN $9 ELSE 'running' END, \
+           result = CASE WHEN state = 'running' THEN $10 ELSE result END, \
+           error = CASE WHEN state = 'running' THEN $11 ELSE error END, \
+           failure_reason = CASE WHEN state = 'running' THEN $12 ELSE failure_reason END, \
+           run_at = CASE WHEN state = 'running' THEN COALESCE($13, run_at) ELSE run_at END, \
+           finished_at = CASE WHEN state = 'running' THEN $14 ELSE finished_at END, \
+           attempts = CASE WHEN state = 'running' THEN attempts - $15 ELSE attempts + 1 END, \
+           lease_owner = CASE WHEN state = 'running' THEN NULL ELSE $1 END, \
+           lease_expires_at = CASE WHEN state = 'running' THEN NULL ELSE $2 END, \
+           started_at = CASE WHEN state = 'running' THEN started_at \
+             ELSE COALESCE(started_at, $3) END, \
+           updated_at = $3, event_seq = event_seq + 1, note_seq = event_seq + 1, \
+           note_kind = CASE WHEN state = 'running' THEN $19 ELSE 'started' END, \
+           note_data = CASE WHEN state = 'running' THEN $20 \
+             ELSE json_object('attempt', attempts + 1, 'worker', $1) END, \
+           note_tat = CASE WHEN state = 'running' THEN NULL ELSE ",
+        claim_tat!(),
+        " END \
+         WHERE (id = $16 AND state = 'running' AND lease_owner = $17 AND attempts = $18) \
+           OR (state = 'queued' AND id = ",
+        pick!(" AND NOT (r.id = $16 AND r.lease_owner = $17 AND r.attempts = $18)"),
+        ") RETURNING ",
+        job_columns!()
+    );
+
+    /// Binds `$1`…`$8` of `CLAIM` and `FINISH_AND_CLAIM`.
+    macro_rules! bind_claim {
+        ($query:expr, $request:expr, $now:expr) => {{
+            let request: &ClaimRequest<'_> = $request;
+            let now: DateTime<Utc> = $now;
+            let kinds = Value::from(request.kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>());
+            let (tolerance, interval) = request
+                .limits
+                .rate
+                .map_or((f64::MAX, None), |r| (r.tolerance(), Some(r.interval())));
+            $query
+                .bind(request.worker)
+                .bind(lease_until(now, request.lease))
+                .bind(now)
+                .bind(kinds.to_string())
+                .bind(i64::from(request.limits.max_running))
+                .bind(tolerance)
+                .bind(epoch_secs(now))
+                .bind(interval)
+        }};
+    }
+
+    /// Both rows the statement changed, if any: the finished job (not `running`) and the
+    /// claimed one (`running`).
+    pub(super) async fn finish_and_claim(
+        writer: &mut sqlx::SqliteConnection,
+        lease: &Lease,
+        finish: &FinishValues,
+        next: &ClaimRequest<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<JobRow>> {
+        let attempt = i32::try_from(lease.attempt).unwrap_or(i32::MAX);
+        let rows = bind_claim!(sqlx::query_as(FINISH_AND_CLAIM), next, now)
+            .bind(finish.state.as_str())
+            .bind(finish.result.clone().map(Json))
+            .bind(finish.failure.as_ref().map(|f| f.message.clone()))
+            .bind(finish.failure.as_ref().map(|f| f.reason.as_str()))
+            .bind(finish.run_at)
+            .bind(finish.finished_at)
+            .bind(finish.give_back)
+            .bind(&lease.job_id)
+            .bind(&lease.owner)
+            .bind(attempt)
+            .bind(JobEventKind::as_str(finish.event))
+            .bind(Json(&finish.data))
+            .fetch_all(&mut *writer)
+            .await?;
+        Ok(rows)
+    }
 
     pub(super) async fn claim(
         writer: &mut sqlx::SqliteConnection,
         request: &ClaimRequest<'_>,
         now: DateTime<Utc>,
     ) -> Result<Option<(Job, i64)>> {
-        let kinds = Value::from(request.kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>());
-        let (tolerance, interval) = request
-            .limits
-            .rate
-            .map_or((f64::MAX, None), |r| (r.tolerance(), Some(r.interval())));
-        let row: Option<JobRow> = sqlx::query_as(CLAIM)
-            .bind(request.worker)
-            .bind(lease_until(now, request.lease))
-            .bind(now)
-            .bind(kinds.to_string())
-            .bind(i64::from(request.limits.max_running))
-            .bind(tolerance)
-            .bind(epoch_secs(now))
-            .bind(interval)
+        let row: Option<JobRow> = bind_claim!(sqlx::query_as(CLAIM), request, now)
             .fetch_optional(&mut *writer)
             .await?;
         let Some(row) = row else {
@@ -1127,31 +1318,72 @@ mod sqlite {
 /// (others skip it) and, in the same statement, a keyed job locks its key's row in
 /// `job_rate_limits`; the next statement, whose snapshot is taken once that lock is held,
 /// recounts the key's running jobs and starts the job only if there is room, so the per-key
-/// limit holds exactly. A claim is four round trips: begin, candidate and key lock, start, commit.
+/// limit holds exactly. A claim is four round trips: begin, candidate and key lock, start, commit;
+/// a finish together with the claim adds none (it is part of the candidate's statement).
 mod postgres {
     use super::*;
     use sqlx::PgPool;
 
-    /// `$1` now, `$2` kinds, `$3` running limit, `$4` rate tolerance, `$5` now in epoch seconds.
-    /// Returns the candidate's id and key and, for a keyed job, the key's `tat` read under its
-    /// lock (the `INSERT … ON CONFLICT DO UPDATE` waits for, then holds, the key's row lock).
-    /// `MATERIALIZED`: the candidate is chosen and locked once, whoever reads it.
-    const CANDIDATE: &str = "WITH candidate AS MATERIALIZED (SELECT j.id, j.concurrency_key \
-         FROM jobs j \
-         WHERE j.state = 'queued' AND j.run_at <= $1 AND j.kind = ANY($2) \
-           AND (j.concurrency_key IS NULL OR ( \
-             (SELECT COUNT(*) FROM jobs r WHERE r.concurrency_key = j.concurrency_key \
-                AND r.state = 'running' AND r.lease_expires_at > $1) < $3 \
-             AND NOT EXISTS (SELECT 1 FROM job_rate_limits k \
-                WHERE k.concurrency_key = j.concurrency_key AND k.tat - $4 > $5))) \
-         ORDER BY j.priority, j.run_at, j.id LIMIT 1 \
-         FOR UPDATE OF j SKIP LOCKED), \
-         key_lock AS (INSERT INTO job_rate_limits (concurrency_key) \
-           SELECT concurrency_key FROM candidate WHERE concurrency_key IS NOT NULL \
-           ON CONFLICT (concurrency_key) DO UPDATE SET tat = job_rate_limits.tat \
-           RETURNING concurrency_key, tat) \
-         SELECT candidate.id, candidate.concurrency_key, key_lock.tat FROM candidate \
-         LEFT JOIN key_lock ON key_lock.concurrency_key = candidate.concurrency_key";
+    /// The candidate's common table expressions: `$1` now, `$2` kinds, `$3` running limit, `$4`
+    /// rate tolerance, `$5` now in epoch seconds; `$not_counted` adds conditions on the running
+    /// jobs `r` that count against a key. `candidate` is the job and its key, `key_lock` the
+    /// key's `tat` read under its lock (the `INSERT … ON CONFLICT DO UPDATE` waits for, then
+    /// holds, the key's row lock). `MATERIALIZED`: the candidate is chosen and locked once,
+    /// whoever reads it.
+    macro_rules! candidate_ctes {
+        ($not_counted:literal) => {
+            concat!(
+                "candidate AS MATERIALIZED (SELECT j.id, j.concurrency_key \
+                 FROM jobs j \
+                 WHERE j.state = 'queued' AND j.run_at <= $1 AND j.kind = ANY($2) \
+                   AND (j.concurrency_key IS NULL OR ( \
+                     (SELECT COUNT(*) FROM jobs r WHERE r.concurrency_key = j.concurrency_key \
+                        AND r.state = 'running' AND r.lease_expires_at > $1",
+                $not_counted,
+                ") < $3 \
+                     AND NOT EXISTS (SELECT 1 FROM job_rate_limits k \
+                        WHERE k.concurrency_key = j.concurrency_key AND k.tat - $4 > $5))) \
+                 ORDER BY j.priority, j.run_at, j.id LIMIT 1 \
+                 FOR UPDATE OF j SKIP LOCKED), \
+                 key_lock AS (INSERT INTO job_rate_limits (concurrency_key) \
+                   SELECT concurrency_key FROM candidate WHERE concurrency_key IS NOT NULL \
+                   ON CONFLICT (concurrency_key) DO UPDATE SET tat = job_rate_limits.tat \
+                   RETURNING concurrency_key, tat)"
+            )
+        };
+    }
+
+    /// The candidate (see `candidate_ctes!`): its id, key and, for a keyed job, the key's `tat`.
+    const CANDIDATE: &str = concat!(
+        "WITH ",
+        candidate_ctes!(""),
+        " SELECT candidate.id, candidate.concurrency_key, key_lock.tat FROM candidate \
+         LEFT JOIN key_lock ON key_lock.concurrency_key = candidate.concurrency_key"
+    );
+
+    /// A finish and the candidate of the same worker's next claim, in one statement at the
+    /// start of the claim's transaction: `$1`…`$5` as in `CANDIDATE`; the finish's values
+    /// `$6` state, `$7` result, `$8` error, `$9` failure reason, `$10` new run time (or keep),
+    /// `$11` finished at, `$12` attempt given back, of the lease's job (`$13` id, `$14` owner,
+    /// `$15` attempt), with its event (`$16` kind, `$17` data) at `$1`. One row: the finish's
+    /// event number (`NULL` when the lease was lost) and the candidate's columns (`NULL` for
+    /// none). The statement's snapshot does not see its own finish, so the finished job is
+    /// left out of its key's running count here; `START`, a later statement, sees it.
+    const FINISH_AND_CANDIDATE: &str = concat!(
+        "WITH fin AS (UPDATE jobs SET state = $6, result = $7, error = $8, failure_reason = $9, \
+           run_at = COALESCE($10, run_at), finished_at = $11, attempts = attempts - $12, \
+           updated_at = $1, lease_owner = NULL, lease_expires_at = NULL, \
+           event_seq = event_seq + 1 \
+           WHERE id = $13 AND state = 'running' AND lease_owner = $14 AND attempts = $15 \
+           RETURNING id, event_seq), \
+         fin_event AS (INSERT INTO job_events (job_id, seq, kind, data, created_at) \
+           SELECT id, event_seq, $16, $17, $1 FROM fin), ",
+        candidate_ctes!(" AND NOT (r.id = $13 AND r.lease_owner = $14 AND r.attempts = $15)"),
+        " SELECT (SELECT event_seq FROM fin), candidate.id, candidate.concurrency_key, \
+           key_lock.tat \
+         FROM (SELECT 1) AS one LEFT JOIN candidate ON true \
+         LEFT JOIN key_lock ON key_lock.concurrency_key = candidate.concurrency_key"
+    );
 
     /// `$1` worker, `$2` lease end, `$3` now, `$4` id, `$5` key, `$6` running limit, `$7` now
     /// in epoch seconds, `$8` rate interval, `$9` whether a rate limit applies. Starts the job
@@ -1190,6 +1422,34 @@ mod postgres {
         request: &ClaimRequest<'_>,
         now: DateTime<Utc>,
     ) -> Result<Option<(Job, i64)>> {
+        Ok(claim_after(pool, None, request, now)
+            .await?
+            .and_then(|(_, claimed)| claimed))
+    }
+
+    /// A finish and the claim of the same worker's next job in the claim's transaction: the
+    /// finish rides on the candidate's statement (`FINISH_AND_CANDIDATE`), so it costs no round
+    /// trip of its own. Returns the finish's event number (`None`: the lease was lost) and the
+    /// claimed job, or `None` when every try lost a race, which rolled the finish back too: the
+    /// caller then finishes alone.
+    pub(super) async fn finish_and_claim(
+        pool: &PgPool,
+        lease: &Lease,
+        finish: &FinishValues,
+        request: &ClaimRequest<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(Option<i64>, Option<(Job, i64)>)>> {
+        claim_after(pool, Some((lease, finish)), request, now).await
+    }
+
+    /// The claim, after `finish` of another job in the same transaction when given; `None`
+    /// when every try lost a race.
+    async fn claim_after(
+        pool: &PgPool,
+        finish: Option<(&Lease, &FinishValues)>,
+        request: &ClaimRequest<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(Option<i64>, Option<(Job, i64)>)>> {
         let kinds: Vec<&str> = request.kinds.iter().map(|k| k.as_str()).collect();
         let (tolerance, interval) = request
             .limits
@@ -1199,21 +1459,58 @@ mod postgres {
         let max_running = i64::from(request.limits.max_running);
         for _ in 0..RACES {
             let mut tx = pool.begin_with(BEGIN).await?;
-            let candidate: Option<(String, Option<String>, Option<f64>)> =
-                sqlx::query_as(CANDIDATE)
-                    .bind(now)
-                    .bind(&kinds)
-                    .bind(max_running)
-                    .bind(tolerance)
-                    .bind(now_secs)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            let (finished, candidate) = match finish {
+                None => {
+                    let row: Option<(String, Option<String>, Option<f64>)> =
+                        sqlx::query_as(CANDIDATE)
+                            .bind(now)
+                            .bind(&kinds)
+                            .bind(max_running)
+                            .bind(tolerance)
+                            .bind(now_secs)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    (None, row)
+                }
+                Some((lease, values)) => {
+                    let (seq, id, key, tat): (
+                        Option<i32>,
+                        Option<String>,
+                        Option<String>,
+                        Option<f64>,
+                    ) = sqlx::query_as(FINISH_AND_CANDIDATE)
+                        .bind(now)
+                        .bind(&kinds)
+                        .bind(max_running)
+                        .bind(tolerance)
+                        .bind(now_secs)
+                        .bind(values.state.as_str())
+                        .bind(values.result.clone().map(Json))
+                        .bind(values.failure.as_ref().map(|f| f.message.clone()))
+                        .bind(values.failure.as_ref().map(|f| f.reason.as_str()))
+                        .bind(values.run_at)
+                        .bind(values.finished_at)
+                        .bind(values.give_back)
+                        .bind(&lease.job_id)
+                        .bind(&lease.owner)
+                        .bind(i32::try_from(lease.attempt).unwrap_or(i32::MAX))
+                        .bind(JobEventKind::as_str(values.event))
+                        .bind(Json(&values.data))
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    (seq.map(i64::from), id.map(|id| (id, key, tat)))
+                }
+            };
             let Some((id, key, tat)) = candidate else {
-                return Ok(None);
+                if finished.is_some() {
+                    tx.commit().await?;
+                }
+                return Ok(Some((finished, None)));
             };
             if tat.is_some_and(|tat| tat - tolerance > now_secs) {
                 // Another worker took the key's last token since the candidate was chosen;
                 // look again (the rollback releases the candidate and the key).
+                lost_race(tx, finish.is_some()).await?;
                 continue;
             }
             let row: Option<JobRow> = sqlx::query_as(START)
@@ -1230,13 +1527,25 @@ mod postgres {
                 .await?;
             let Some(row) = row else {
                 // Another worker took the key's last slot since the candidate was chosen.
+                lost_race(tx, finish.is_some()).await?;
                 continue;
             };
             tx.commit().await?;
             let seq = i64::from(row.event_seq);
-            return Ok(Some((row.into_job()?, seq)));
+            return Ok(Some((finished, Some((row.into_job()?, seq)))));
         }
-        Ok(None)
+        Ok(finish.is_none().then_some((None, None)))
+    }
+
+    /// Ends a claim's transaction that lost a race. With a finish in it, the rollback undoes
+    /// the finish too, which the next try does again: it waits for that rollback, which
+    /// releases the finished job's row (dropped, the transaction would roll back only once its
+    /// connection is back in the pool).
+    async fn lost_race(tx: sqlx::Transaction<'_, sqlx::Postgres>, finished: bool) -> Result<()> {
+        if finished {
+            tx.rollback().await?;
+        }
+        Ok(())
     }
 
     /// [`Store::finish`]'s update and its event as one statement (atomic without a transaction

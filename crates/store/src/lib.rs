@@ -412,8 +412,12 @@ async fn open_sqlite(path: &Path, max_connections: u32) -> Result<(SqlitePool, S
     // Its commits never checkpoint: copying the log into the database file (and syncing it)
     // inside a commit made that one write, and every request waiting behind it, tens of
     // milliseconds slower. The background checkpointer does it on a reader connection instead.
+    // No ping when the writer is taken from the pool: each is a round trip to the connection's
+    // thread, and the connection is a thread of this process that sqlx pings anyway when it
+    // comes back to the pool (which also settles anything a dropped query left behind).
     let writer = SqlitePoolOptions::new()
         .max_connections(1)
+        .test_before_acquire(false)
         .acquire_timeout(BUSY_TIMEOUT)
         .connect_with(connect.clone().pragma("wal_autocheckpoint", "0"))
         .await

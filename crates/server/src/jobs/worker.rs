@@ -1,9 +1,13 @@
 //! Workers: claim a job, run its handler under a lease, record how it ended.
 //!
 //! [`Worker::try_execute_job`] is one step (claim, run, finish) that tests call directly and that
-//! reports [`Outcome::EmptyQueue`] when nothing can be claimed. [`WorkerPool`] runs that step in
-//! a loop per worker and, when the queue is empty, waits for a signal (PostgreSQL `NOTIFY`, an
-//! in-process channel on SQLite) or the poll interval, whichever comes first.
+//! reports [`Outcome::EmptyQueue`] when nothing can be claimed. [`WorkerPool`] runs
+//! [`Worker::try_execute_job_and_claim_next`] in a loop per worker: the same step, but its finish
+//! also claims the worker's next job in the same call to the database
+//! ([`Store::finish_and_claim`]), held for the next step, so that a busy worker costs one round
+//! trip per job instead of two. When the queue is empty it waits for a signal (PostgreSQL
+//! `NOTIFY`, an in-process channel on SQLite) or the poll interval, whichever comes first; when
+//! it stops, it puts a held job back in the queue without using an attempt.
 //!
 //! While a handler runs, the worker renews the job's lease every third of the lease and watches
 //! for the end of the job from outside (cancel through the API, or the lease taken over after
@@ -112,6 +116,9 @@ pub struct Worker {
     abort: CancellationToken,
     /// When this worker last put expired leases back in the queue.
     last_reap: tokio::sync::Mutex<Option<DateTime<Utc>>>,
+    /// The job claimed together with the last finish, running under this worker's lease and
+    /// not started yet: the next step runs it instead of claiming.
+    held: std::sync::Mutex<Option<Job>>,
 }
 
 impl Worker {
@@ -131,6 +138,7 @@ impl Worker {
             clock,
             abort: CancellationToken::new(),
             last_reap: tokio::sync::Mutex::new(None),
+            held: std::sync::Mutex::new(None),
         }
     }
 
@@ -146,34 +154,133 @@ impl Worker {
 
     /// Claims one job and runs it to its end (success, failure, retry scheduled, cancelled,
     /// timed out, or released at shutdown). Errors are the database's; a handler's errors are
-    /// recorded on its job.
+    /// recorded on its job. A job held from an earlier
+    /// [`Worker::try_execute_job_and_claim_next`] runs instead of a new claim.
     pub async fn try_execute_job(&self) -> kodiai_store::Result<Outcome> {
-        // Busy workers look for dead workers' jobs now and then; an idle one every time it
-        // finds nothing to claim, so that an expired lease is noticed at the next wake-up.
-        self.reap(false).await?;
-        let request = ClaimRequest {
+        self.step(None).await
+    }
+
+    /// [`Worker::try_execute_job`] for a worker that goes on working: the finish also claims
+    /// this worker's next job, in the same call to the database ([`Store::finish_and_claim`];
+    /// on SQLite one round trip per job instead of two), with the same kinds and limits as a
+    /// claim. That job is held, under this worker's lease, for the next call, which runs it.
+    /// Nothing is claimed ahead once `stop` or the abort token is cancelled, nor with a release.
+    /// A worker that stops calling this must call [`Worker::release_held`]; a worker dropped
+    /// with a held job leaves it to the reaper once its lease expires, like a dead process.
+    pub async fn try_execute_job_and_claim_next(
+        &self,
+        stop: &CancellationToken,
+    ) -> kodiai_store::Result<Outcome> {
+        self.step(Some(stop)).await
+    }
+
+    /// Puts the job held for the next step (if any) back in the queue without using up its
+    /// attempt, as a release at shutdown does. Returns its id.
+    pub async fn release_held(&self) -> kodiai_store::Result<Option<String>> {
+        let Some(job) = self.held_slot().take() else {
+            return Ok(None);
+        };
+        let Some(lease) = Lease::of(&job) else {
+            return Ok(None);
+        };
+        let state = self
+            .store
+            .finish(&lease, Finish::Release, self.clock.now())
+            .await?;
+        tracing::info!(job_id = %job.id, released = state.is_some(),
+            "the job claimed ahead is queued again: its worker stops");
+        Ok(Some(job.id))
+    }
+
+    /// The id of the job held for the next step, if any.
+    pub fn held_job(&self) -> Option<String> {
+        self.held_slot().as_ref().map(|job| job.id.clone())
+    }
+
+    fn held_slot(&self) -> std::sync::MutexGuard<'_, Option<Job>> {
+        self.held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn request(&self) -> ClaimRequest<'_> {
+        ClaimRequest {
             worker: &self.name,
             kinds: &self.kinds,
             lease: self.settings.lease,
             limits: self.settings.limits,
-        };
-        let mut claimed = self.store.claim(&request, self.clock.now()).await?;
+        }
+    }
+
+    /// One claim (or the held job), run and finish; with `ahead`, the finish claims the next
+    /// job unless `ahead` is cancelled.
+    async fn step(&self, ahead: Option<&CancellationToken>) -> kodiai_store::Result<Outcome> {
+        // Busy workers look for dead workers' jobs now and then; an idle one every time it
+        // finds nothing to claim, so that an expired lease is noticed at the next wake-up.
+        self.reap(false).await?;
+        let mut claimed = self.take_held().await?;
+        if claimed.is_none() {
+            claimed = self.store.claim(&self.request(), self.clock.now()).await?;
+        }
         if claimed.is_none() && self.reap(true).await? > 0 {
-            claimed = self.store.claim(&request, self.clock.now()).await?;
+            claimed = self.store.claim(&self.request(), self.clock.now()).await?;
         }
         let Some(job) = claimed else {
             return Ok(Outcome::EmptyQueue);
         };
         let span = tracing::info_span!("job", job_id = %job.id, kind = %job.kind, attempt = job.attempts,
             delivery_id = job.delivery_id.as_deref().unwrap_or(""));
-        let state = tracing::Instrument::instrument(self.execute(job.clone()), span).await?;
+        let state = tracing::Instrument::instrument(self.execute(job.clone(), ahead), span).await?;
         Ok(Outcome::Completed {
             job_id: job.id,
             state,
         })
     }
 
-    async fn execute(&self, job: Job) -> kodiai_store::Result<JobState> {
+    /// The held job, ready to run: its lease is renewed first once a heartbeat period has
+    /// passed since it was claimed (as a running job's would have been). `None` when no job is
+    /// held or the lease was lost meanwhile (cancelled, or reaped after it expired).
+    async fn take_held(&self) -> kodiai_store::Result<Option<Job>> {
+        let Some(mut job) = self.held_slot().take() else {
+            return Ok(None);
+        };
+        let Some(lease) = Lease::of(&job) else {
+            return Ok(None);
+        };
+        let now = self.clock.now();
+        let lease_time =
+            chrono::Duration::from_std(self.settings.lease).unwrap_or(chrono::Duration::MAX);
+        let period =
+            chrono::Duration::from_std(self.settings.heartbeat).unwrap_or(chrono::Duration::MAX);
+        // The claim set the lease to end a lease after the claim.
+        let claimed_at = job.lease_expires_at.map(|until| until - lease_time);
+        if claimed_at.is_some_and(|at| now - at < period) {
+            return Ok(Some(job));
+        }
+        let until = now + lease_time;
+        match self.store.heartbeat(&lease, until, now).await {
+            Ok(true) => {
+                job.lease_expires_at = Some(until);
+                Ok(Some(job))
+            }
+            Ok(false) => {
+                tracing::info!(job_id = %job.id,
+                    "the job claimed ahead ended elsewhere before it ran (cancelled, or its lease was taken over)");
+                Ok(None)
+            }
+            Err(e) => {
+                // Kept for the next step, which tries again.
+                *self.held_slot() = Some(job);
+                Err(e)
+            }
+        }
+    }
+
+    async fn execute(
+        &self,
+        job: Job,
+        ahead: Option<&CancellationToken>,
+    ) -> kodiai_store::Result<JobState> {
         let started = Instant::now();
         let Some(lease) = Lease::of(&job) else {
             return Ok(job.state);
@@ -192,7 +299,7 @@ impl Worker {
                 };
                 tracing::warn!(error = %failure.message, "job cannot run");
                 return self
-                    .finish(&job, &lease, Finish::Failed(failure), started)
+                    .finish(&job, &lease, Finish::Failed(failure), started, ahead)
                     .await;
             }
         };
@@ -334,7 +441,7 @@ impl Worker {
             self.report_failure(&job, &spec_copy, handler.as_ref(), failure)
                 .await;
         }
-        self.finish(&job, &lease, finish, started).await
+        self.finish(&job, &lease, finish, started, ahead).await
     }
 
     /// Runs the handler's [`JobHandler::on_failed`] hook on a fresh context, bounded by
@@ -371,6 +478,7 @@ impl Worker {
         lease: &Lease,
         finish: Finish,
         started: Instant,
+        ahead: Option<&CancellationToken>,
     ) -> kodiai_store::Result<JobState> {
         let label = match &finish {
             Finish::Succeeded(_) => "succeeded",
@@ -382,7 +490,20 @@ impl Worker {
             tracing::warn!(reason = failure.reason.as_str(), error = %failure.message, "job failed");
         }
         record_duration(&job.kind, label, started);
-        match self.store.finish(lease, finish, self.clock.now()).await? {
+        let claim_next = ahead.is_some_and(|stop| !stop.is_cancelled())
+            && !self.abort.is_cancelled()
+            && !matches!(finish, Finish::Release);
+        let finished = if claim_next {
+            let (state, next) = self
+                .store
+                .finish_and_claim(lease, finish, &self.request(), self.clock.now())
+                .await?;
+            *self.held_slot() = next;
+            state
+        } else {
+            self.store.finish(lease, finish, self.clock.now()).await?
+        };
+        match finished {
             Some(state) => {
                 tracing::info!(state = state.as_str(), outcome = label, "job run ended");
                 Ok(state)
@@ -542,7 +663,7 @@ async fn run_loop(worker: Worker, store: Store, poll: Duration, stop: Cancellati
         if let Some(signals) = signals.as_mut() {
             signals.drain();
         }
-        let wait = match worker.try_execute_job().await {
+        let wait = match worker.try_execute_job_and_claim_next(&stop).await {
             Ok(Outcome::Completed { .. }) => continue,
             Ok(Outcome::EmptyQueue) => poll,
             Err(e) => {
@@ -555,6 +676,10 @@ async fn run_loop(worker: Worker, store: Store, poll: Duration, stop: Cancellati
             () = tokio::time::sleep(wait) => {}
             () = wait_for_work(signals.as_mut()) => {}
         }
+    }
+    if let Err(e) = worker.release_held().await {
+        tracing::warn!(worker = worker.name(), error = %e,
+            "cannot queue the job claimed ahead again; it runs again once its lease expires");
     }
 }
 

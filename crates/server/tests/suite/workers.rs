@@ -507,3 +507,259 @@ kodiai_store::both_backends!(shutdown_releases_jobs_still_running_after_the_grac
     assert_eq!(job.attempts, 0, "a release does not use up an attempt");
     assert_eq!(job.lease_owner, None);
 });
+
+/// A token that never fires: a worker that is not stopping.
+fn running() -> tokio_util::sync::CancellationToken {
+    tokio_util::sync::CancellationToken::new()
+}
+
+kodiai_store::both_backends!(
+    a_worker_claims_its_next_job_with_the_finish_and_runs_it_next,
+    |db| {
+        let store = db.store().await;
+        let clock = clock();
+        let (handlers, mut started) = reporting(|ctx: JobContext| async move {
+            Ok(json!({"label": ctx.job().payload["label"].clone()}))
+        });
+        let worker = worker(&store, handlers, settings(), &clock);
+        let first = enqueue(&store, noop(), &clock).await;
+        let second = enqueue(&store, noop(), &clock).await;
+
+        assert_eq!(
+            worker
+                .try_execute_job_and_claim_next(&running())
+                .await
+                .unwrap(),
+            Outcome::Completed {
+                job_id: first.clone(),
+                state: JobState::Succeeded
+            }
+        );
+        // The second job was claimed by the first one's finish and waits for this worker.
+        assert_eq!(worker.held_job(), Some(second.clone()));
+        let held = store.job(&second).await.unwrap().unwrap();
+        assert_eq!(held.state, JobState::Running);
+        assert_eq!(held.lease_owner.as_deref(), Some(worker.name()));
+        assert_eq!(held.attempts, 1);
+        let other = worker_of(&store, &clock);
+        assert_eq!(
+            other.try_execute_job().await.unwrap(),
+            Outcome::EmptyQueue,
+            "a held job is nobody else's"
+        );
+
+        // The next step runs it, without claiming anything else.
+        let third = enqueue(&store, noop(), &clock).await;
+        assert_eq!(
+            worker.try_execute_job().await.unwrap(),
+            Outcome::Completed {
+                job_id: second.clone(),
+                state: JobState::Succeeded
+            }
+        );
+        assert_eq!(worker.held_job(), None);
+        assert_eq!(
+            store.job(&third).await.unwrap().unwrap().state,
+            JobState::Queued
+        );
+        assert_eq!(
+            event_kinds(&store, &second).await,
+            [JobEventKind::Started, JobEventKind::Finished]
+        );
+        assert_eq!(
+            [started.recv().await, started.recv().await],
+            [Some(1), Some(1)]
+        );
+    }
+);
+
+/// A worker with the built-in handlers and the test settings.
+fn worker_of(store: &Store, clock: &Clock) -> Worker {
+    worker(store, Handlers::builtin(), settings(), clock)
+}
+
+kodiai_store::both_backends!(
+    a_stopping_worker_queues_its_held_job_again_without_using_an_attempt,
+    |db| {
+        let store = db.store().await;
+        let clock = clock();
+        let (handlers, mut started) = reporting(|_ctx: JobContext| async { Ok(Value::Null) });
+        let worker = worker(&store, handlers, settings(), &clock);
+        let first = enqueue(&store, noop(), &clock).await;
+        let second = enqueue(&store, noop(), &clock).await;
+        worker
+            .try_execute_job_and_claim_next(&running())
+            .await
+            .unwrap();
+        assert_eq!(worker.release_held().await.unwrap(), Some(second.clone()));
+        assert_eq!(worker.held_job(), None);
+        assert_eq!(worker.release_held().await.unwrap(), None);
+        let released = store.job(&second).await.unwrap().unwrap();
+        assert_eq!(released.state, JobState::Queued);
+        assert_eq!(released.attempts, 0, "a release does not use up an attempt");
+        assert_eq!(released.lease_owner, None);
+        assert_eq!(
+            event_kinds(&store, &second).await,
+            [JobEventKind::Started, JobEventKind::Log]
+        );
+
+        // It runs later as its first attempt.
+        assert_eq!(
+            worker.try_execute_job().await.unwrap(),
+            Outcome::Completed {
+                job_id: second.clone(),
+                state: JobState::Succeeded
+            }
+        );
+        assert_eq!(
+            [started.recv().await, started.recv().await],
+            [Some(1), Some(1)]
+        );
+        assert_eq!(
+            store.job(&first).await.unwrap().unwrap().state,
+            JobState::Succeeded
+        );
+    }
+);
+
+kodiai_store::both_backends!(a_stopping_worker_claims_nothing_ahead, |db| {
+    let store = db.store().await;
+    let clock = clock();
+    let worker = worker_of(&store, &clock);
+    let first = enqueue(&store, noop(), &clock).await;
+    let second = enqueue(&store, noop(), &clock).await;
+    let stop = running();
+    stop.cancel();
+    assert_eq!(
+        worker.try_execute_job_and_claim_next(&stop).await.unwrap(),
+        Outcome::Completed {
+            job_id: first,
+            state: JobState::Succeeded
+        }
+    );
+    assert_eq!(worker.held_job(), None);
+    let waiting = store.job(&second).await.unwrap().unwrap();
+    assert_eq!((waiting.state, waiting.attempts), (JobState::Queued, 0));
+});
+
+kodiai_store::both_backends!(
+    a_held_job_gets_its_lease_renewed_before_it_runs_once_a_heartbeat_period_passed,
+    |db| {
+        let store = db.store().await;
+        let clock = clock();
+        // Each run reports the lease end the store has for its job while it runs.
+        let (leases_tx, mut leases) = mpsc::unbounded_channel();
+        let handlers = Handlers::default().with(JobKind::Noop, move |ctx: JobContext| {
+            let leases = leases_tx.clone();
+            async move {
+                let stored = ctx.store().job(&ctx.job().id).await.unwrap().unwrap();
+                let _ = leases.send((stored.lease_expires_at, ctx.job().lease_expires_at));
+                Ok(Value::Null)
+            }
+        });
+        let worker = worker(&store, handlers, settings(), &clock);
+        for _ in 0..3 {
+            enqueue(&store, noop(), &clock).await;
+        }
+        let start = clock.now();
+        let lease = chrono::Duration::seconds(60);
+        worker
+            .try_execute_job_and_claim_next(&running())
+            .await
+            .unwrap();
+        assert_eq!(
+            leases.recv().await,
+            Some((Some(start + lease), Some(start + lease)))
+        );
+
+        // Within a heartbeat period (20 s) of its claim, the held job runs on its claim's lease.
+        clock.advance(Duration::from_secs(19));
+        worker
+            .try_execute_job_and_claim_next(&running())
+            .await
+            .unwrap();
+        assert_eq!(
+            leases.recv().await,
+            Some((Some(start + lease), Some(start + lease)))
+        );
+
+        // Later, it is renewed first: a lease from now, in the store and in the job handed over.
+        clock.advance(Duration::from_secs(25));
+        let now = clock.now();
+        worker.try_execute_job().await.unwrap();
+        assert_eq!(
+            leases.recv().await,
+            Some((Some(now + lease), Some(now + lease)))
+        );
+    }
+);
+
+kodiai_store::both_backends!(
+    a_held_job_taken_over_after_its_lease_expired_is_not_run_twice,
+    |db| {
+        let store = db.store().await;
+        let clock = clock();
+        let runs = Arc::new(AtomicU32::new(0));
+        let counter = Arc::clone(&runs);
+        let (handlers, _) = reporting(move |_ctx: JobContext| {
+            let counter = Arc::clone(&counter);
+            async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+                Ok(Value::Null)
+            }
+        });
+        let slow = worker(&store, handlers.clone(), settings(), &clock);
+        let other = worker(&store, handlers, settings(), &clock);
+        enqueue(&store, noop(), &clock).await;
+        let second = enqueue(&store, noop(), &clock).await;
+        slow.try_execute_job_and_claim_next(&running())
+            .await
+            .unwrap();
+        assert_eq!(slow.held_job(), Some(second.clone()));
+
+        // The holder stalls past the lease; another worker reaps the job and runs it.
+        clock.advance(Duration::from_secs(61));
+        assert_eq!(
+            other.try_execute_job().await.unwrap(),
+            Outcome::Completed {
+                job_id: second.clone(),
+                state: JobState::Succeeded
+            }
+        );
+        // The holder's renewal is refused: it does not run the job again.
+        assert_eq!(slow.try_execute_job().await.unwrap(), Outcome::EmptyQueue);
+        assert_eq!(slow.held_job(), None);
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        let job = store.job(&second).await.unwrap().unwrap();
+        assert_eq!((job.state, job.attempts), (JobState::Succeeded, 2));
+    }
+);
+
+kodiai_store::both_backends!(the_pool_drains_the_queue_and_leaves_nothing_held, |db| {
+    let store = db.store().await;
+    let mut signals = store.subscribe().await.unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        ids.push(store.enqueue(&noop(), Utc::now()).await.unwrap().id);
+    }
+    let pool = WorkerPool::start(
+        store.clone(),
+        Handlers::builtin(),
+        settings(),
+        Clock::System,
+        3,
+    );
+    // Every finish signals; look again after each signal until all have succeeded.
+    loop {
+        let counts = store.job_counts().await.unwrap();
+        if counts == [("noop".to_owned(), JobState::Succeeded, 20)] {
+            break;
+        }
+        signals.recv().await;
+    }
+    pool.shutdown(Duration::from_secs(5)).await;
+    for id in &ids {
+        let job = store.job(id).await.unwrap().unwrap();
+        assert_eq!((job.state, job.attempts), (JobState::Succeeded, 1));
+    }
+});

@@ -988,3 +988,453 @@ crate::both_backends!(
         store.close().await;
     }
 );
+
+/// Claims the first job for `worker` and returns its lease.
+async fn claim_lease(store: &Store, worker: &str, limits: KeyLimits, now: DateTime<Utc>) -> Lease {
+    let job = store
+        .claim(&request(worker, limits), now)
+        .await
+        .unwrap()
+        .unwrap();
+    Lease::of(&job).unwrap()
+}
+
+crate::both_backends!(finish_and_claim_finishes_then_starts_the_next_job, |db| {
+    let store = db.store().await;
+    let mut signals = store.subscribe().await.unwrap();
+    let first = store.enqueue(&noop("1"), t0()).await.unwrap().id;
+    let second = store.enqueue(&noop("2"), t0()).await.unwrap().id;
+    let lease = claim_lease(&store, "w", NO_LIMITS, t0()).await;
+    assert_eq!(lease.job_id, first);
+
+    let (state, next) = store
+        .finish_and_claim(
+            &lease,
+            Finish::Succeeded(json!({"n": 1})),
+            &request("w", NO_LIMITS),
+            t0() + secs(5),
+        )
+        .await
+        .unwrap();
+    assert_eq!(state, Some(JobState::Succeeded));
+    let next = next.expect("the next job is claimed with the finish");
+    assert_eq!(next.id, second);
+    assert_eq!(next.state, JobState::Running);
+    assert_eq!(next.attempts, 1);
+    assert_eq!(next.lease_owner.as_deref(), Some("w"));
+    assert_eq!(next.lease_expires_at, Some(t0() + secs(65)));
+    assert_eq!(next.started_at, Some(t0() + secs(5)));
+    assert_eq!(store.job(&second).await.unwrap().unwrap(), next);
+
+    let done = store.job(&first).await.unwrap().unwrap();
+    assert_eq!(done.state, JobState::Succeeded);
+    assert_eq!(done.result, Some(json!({"n": 1})));
+    assert_eq!(done.finished_at, Some(t0() + secs(5)));
+    assert_eq!(done.lease_owner, None);
+    assert_eq!(done.attempts, 1);
+    assert_eq!(
+        event_kinds(&store, &first).await,
+        [JobEventKind::Started, JobEventKind::Finished]
+    );
+    assert_eq!(event_kinds(&store, &second).await, [JobEventKind::Started]);
+    let started = store.events_after(&second, 0, 10).await.unwrap();
+    assert_eq!(started[0].data, json!({"attempt": 1, "worker": "w"}));
+    assert_eq!(started[0].created_at, t0() + secs(5));
+
+    // Both changes are announced, the finish first.
+    let mut announced = Vec::new();
+    while announced.len() < 3 {
+        match signals.recv().await {
+            Signal::JobEvent { job_id, seq, kind } => announced.push((job_id, seq, kind)),
+            Signal::JobsQueued | Signal::Resync => {}
+        }
+    }
+    assert_eq!(
+        announced,
+        [
+            (first.clone(), 1, JobEventKind::Started),
+            (first.clone(), 2, JobEventKind::Finished),
+            (second.clone(), 1, JobEventKind::Started),
+        ]
+    );
+
+    // The last job: finished, and nothing left to claim.
+    let lease = Lease::of(&next).unwrap();
+    let (state, next) = store
+        .finish_and_claim(
+            &lease,
+            Finish::Succeeded(json!(null)),
+            &request("w", NO_LIMITS),
+            t0() + secs(6),
+        )
+        .await
+        .unwrap();
+    assert_eq!((state, next), (Some(JobState::Succeeded), None));
+});
+
+crate::both_backends!(
+    the_job_claimed_with_a_finish_follows_kinds_and_key_limits,
+    |db| {
+        let store = db.store().await;
+        let limits = KeyLimits {
+            max_running: 1,
+            rate: None,
+        };
+        let a = store
+            .enqueue(&noop("a").concurrency_key("k"), t0())
+            .await
+            .unwrap()
+            .id;
+        let b = store
+            .enqueue(&noop("b").concurrency_key("k"), t0() + secs(1))
+            .await
+            .unwrap()
+            .id;
+        let c = store
+            .enqueue(&noop("c").concurrency_key("k"), t0() + secs(2))
+            .await
+            .unwrap()
+            .id;
+        let free = store
+            .enqueue(&noop("free"), t0() + secs(3))
+            .await
+            .unwrap()
+            .id;
+        let now = t0() + secs(10);
+        let running_a = claim_lease(&store, "w1", limits, now).await;
+        assert_eq!(running_a.job_id, a);
+        // k is full: the plain claim passes over b and c.
+        let running_free = claim_lease(&store, "w2", limits, now).await;
+        assert_eq!(running_free.job_id, free);
+
+        // A worker of other kinds finishes its job and claims none of these.
+        let reviews = ClaimRequest {
+            worker: "w2",
+            kinds: &[JobKind::Review],
+            lease: LEASE,
+            limits,
+        };
+        let (state, next) = store
+            .finish_and_claim(&running_free, Finish::Succeeded(json!(null)), &reviews, now)
+            .await
+            .unwrap();
+        assert_eq!((state, next), (Some(JobState::Succeeded), None));
+
+        // Finishing a k job frees k's slot for the job claimed in the same call: b, not c.
+        let (state, next) = store
+            .finish_and_claim(
+                &running_a,
+                Finish::Succeeded(json!(null)),
+                &request("w1", limits),
+                now,
+            )
+            .await
+            .unwrap();
+        assert_eq!(state, Some(JobState::Succeeded));
+        let running_b = Lease::of(&next.unwrap()).unwrap();
+        assert_eq!(running_b.job_id, b);
+        // b holds the slot again: nothing else of k starts.
+        assert_eq!(claim(&store, limits, now).await, None);
+
+        // A finish whose lease is gone changes nothing, and its claim still honours the limit.
+        let (state, next) = store
+            .finish_and_claim(
+                &running_a,
+                Finish::Succeeded(json!("late")),
+                &request("w1", limits),
+                now,
+            )
+            .await
+            .unwrap();
+        assert_eq!((state, next), (None, None));
+        assert_eq!(
+            store.job(&a).await.unwrap().unwrap().result,
+            Some(json!(null))
+        );
+        assert_eq!(
+            store.job(&c).await.unwrap().unwrap().state,
+            JobState::Queued
+        );
+
+        // A retry frees the slot too; c starts, b goes back in the queue for later.
+        let failure = JobFailure {
+            reason: FailureReason::Transient,
+            message: "try later".into(),
+        };
+        let (state, next) = store
+            .finish_and_claim(
+                &running_b,
+                Finish::Retry {
+                    at: now + secs(30),
+                    failure,
+                },
+                &request("w1", limits),
+                now,
+            )
+            .await
+            .unwrap();
+        assert_eq!(state, Some(JobState::Queued));
+        assert_eq!(next.map(|job| job.id), Some(c.clone()));
+        let retried = store.job(&b).await.unwrap().unwrap();
+        assert_eq!(
+            (retried.state, retried.run_at, retried.lease_owner),
+            (JobState::Queued, now + secs(30), None)
+        );
+        assert_eq!(
+            event_kinds(&store, &b).await,
+            [JobEventKind::Started, JobEventKind::Error]
+        );
+    }
+);
+
+crate::both_backends!(the_job_claimed_with_a_finish_takes_a_rate_token, |db| {
+    let store = db.store().await;
+    // One a minute, no burst.
+    let limits = KeyLimits {
+        max_running: 10,
+        rate: Some(RateLimit {
+            per_minute: 1,
+            burst: 1,
+        }),
+    };
+    let first = store.enqueue(&noop("first"), t0()).await.unwrap().id;
+    for i in 0..3 {
+        let job = noop(&format!("{i}")).concurrency_key("installation:3");
+        store.enqueue(&job, t0() + secs(1)).await.unwrap();
+    }
+    let now = t0() + secs(10);
+    let lease = claim_lease(&store, "w", limits, now).await;
+    assert_eq!(lease.job_id, first);
+    let (_, next) = store
+        .finish_and_claim(
+            &lease,
+            Finish::Succeeded(json!(null)),
+            &request("w", limits),
+            now,
+        )
+        .await
+        .unwrap();
+    let next = next.unwrap();
+    assert_eq!(next.concurrency_key.as_deref(), Some("installation:3"));
+    // The token is spent: neither a plain claim nor the next finish-and-claim gets another.
+    assert_eq!(claim(&store, limits, now + secs(59)).await, None);
+    let (state, again) = store
+        .finish_and_claim(
+            &Lease::of(&next).unwrap(),
+            Finish::Succeeded(json!(null)),
+            &request("w", limits),
+            now + secs(59),
+        )
+        .await
+        .unwrap();
+    assert_eq!((state, again), (Some(JobState::Succeeded), None));
+    assert!(claim(&store, limits, now + secs(60)).await.is_some());
+});
+
+crate::both_backends!(
+    a_finish_whose_job_was_reaped_claims_it_again_as_a_new_attempt,
+    |db| {
+        let store = db.store().await;
+        let id = store.enqueue(&noop("x"), t0()).await.unwrap().id;
+        let dead = claim_lease(&store, "w", NO_LIMITS, t0()).await;
+        let reaped = store.reap_expired(t0() + secs(61)).await.unwrap();
+        assert_eq!(reaped.len(), 1);
+        // The old run's finish is refused; the claim in the same call takes the job again.
+        let (state, next) = store
+            .finish_and_claim(
+                &dead,
+                Finish::Succeeded(json!("late")),
+                &request("w", NO_LIMITS),
+                t0() + secs(62),
+            )
+            .await
+            .unwrap();
+        assert_eq!(state, None);
+        let next = next.unwrap();
+        assert_eq!((next.id.as_str(), next.attempts), (id.as_str(), 2));
+        assert_eq!(next.result, None);
+        assert_eq!(
+            event_kinds(&store, &id).await,
+            [
+                JobEventKind::Started,
+                JobEventKind::Error,
+                JobEventKind::Started
+            ]
+        );
+    }
+);
+
+crate::both_backends!(
+    eight_workers_finishing_and_claiming_together_complete_each_job_once,
+    |db| {
+        let store = db.store().await;
+        let total = 240;
+        let mut tx = store.begin().await.unwrap();
+        for i in 0..total {
+            let mut job = noop(&format!("{i}"));
+            if i % 3 == 0 {
+                job = job.concurrency_key(format!("installation:{}", i % 7));
+            }
+            tx.enqueue(&job, t0()).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+
+        let limits = KeyLimits {
+            max_running: 2,
+            rate: None,
+        };
+        let mut workers = tokio::task::JoinSet::new();
+        for n in 0..8 {
+            let store = store.clone();
+            workers.spawn(async move {
+                let worker = format!("worker-{n}");
+                let mut finished = Vec::new();
+                let mut held = None;
+                let mut empty_in_a_row = 0;
+                // As in the plain test: an empty answer is final only once nothing runs.
+                while empty_in_a_row < 3 {
+                    let job = match held.take() {
+                        Some(job) => job,
+                        None => match store.claim(&request(&worker, limits), t0()).await.unwrap() {
+                            Some(job) => job,
+                            None => {
+                                empty_in_a_row += 1;
+                                tokio::task::yield_now().await;
+                                continue;
+                            }
+                        },
+                    };
+                    empty_in_a_row = 0;
+                    let lease = Lease::of(&job).unwrap();
+                    tokio::task::yield_now().await;
+                    let (state, next) = store
+                        .finish_and_claim(
+                            &lease,
+                            Finish::Succeeded(json!(null)),
+                            &request(&worker, limits),
+                            t0(),
+                        )
+                        .await
+                        .unwrap();
+                    assert_eq!(state, Some(JobState::Succeeded));
+                    finished.push(job.id);
+                    held = next;
+                }
+                finished
+            });
+        }
+        let mut all = Vec::new();
+        while let Some(finished) = workers.join_next().await {
+            all.extend(finished.unwrap());
+        }
+        let unique: HashSet<&String> = all.iter().collect();
+        assert_eq!(unique.len(), all.len(), "a job was run twice");
+        assert_eq!(all.len(), total);
+        let counts = store.job_counts().await.unwrap();
+        assert_eq!(
+            counts
+                .iter()
+                .map(|(_, state, n)| (*state, *n))
+                .collect::<Vec<_>>(),
+            [(JobState::Succeeded, i64::try_from(total).unwrap())]
+        );
+    }
+);
+
+/// PostgreSQL only (SQLite's one writer has no races): a claim whose candidate's key fills up
+/// meanwhile rolls back and tries again. A finish riding on it is rolled back with it and done
+/// once, in the try that commits.
+#[tokio::test]
+async fn a_finish_riding_on_a_claim_that_lost_a_race_is_done_once() {
+    use sqlx::Connection;
+
+    let Some(db) = crate::testing::TestDb::postgres().await else {
+        return;
+    };
+    let store = db.store().await;
+    let limits = KeyLimits {
+        max_running: 1,
+        rate: None,
+    };
+    let x = store.enqueue(&noop("x"), t0()).await.unwrap().id;
+    let b = store
+        .enqueue(&noop("b").concurrency_key("k"), t0() + secs(1))
+        .await
+        .unwrap()
+        .id;
+    let c = store
+        .enqueue(&noop("c").concurrency_key("k"), t0() + secs(2))
+        .await
+        .unwrap()
+        .id;
+    let now = t0() + secs(10);
+    let lease = claim_lease(&store, "w", limits, now).await;
+    assert_eq!(lease.job_id, x);
+
+    // Another claimer holds k's lock and is starting c.
+    let mut other = sqlx::PgConnection::connect(&db.url()).await.unwrap();
+    let mut other_tx = other.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO job_rate_limits (concurrency_key) VALUES ('k') \
+         ON CONFLICT (concurrency_key) DO UPDATE SET tat = job_rate_limits.tat",
+    )
+    .execute(&mut *other_tx)
+    .await
+    .unwrap();
+    sqlx::query(
+        "UPDATE jobs SET state = 'running', attempts = 1, lease_owner = 'other', \
+         lease_expires_at = $1 WHERE id = $2",
+    )
+    .bind(now + secs(60))
+    .bind(&c)
+    .execute(&mut *other_tx)
+    .await
+    .unwrap();
+
+    // The finish and claim picks b (c is not running yet in its snapshot) and waits for k.
+    let finishing = {
+        let store = store.clone();
+        let lease = lease.clone();
+        tokio::spawn(async move {
+            store
+                .finish_and_claim(
+                    &lease,
+                    Finish::Succeeded(json!("once")),
+                    &request("w", limits),
+                    now,
+                )
+                .await
+        })
+    };
+    let mut watch = sqlx::PgConnection::connect(&db.url()).await.unwrap();
+    loop {
+        let (waiting,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&mut watch)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    // c starts: k is full when the claim recounts, so b is not started.
+    other_tx.commit().await.unwrap();
+
+    let (state, next) = finishing.await.unwrap().unwrap();
+    assert_eq!((state, next), (Some(JobState::Succeeded), None));
+    let done = store.job(&x).await.unwrap().unwrap();
+    assert_eq!(
+        (done.state, done.result, done.attempts),
+        (JobState::Succeeded, Some(json!("once")), 1)
+    );
+    assert_eq!(
+        event_kinds(&store, &x).await,
+        [JobEventKind::Started, JobEventKind::Finished]
+    );
+    let waiting = store.job(&b).await.unwrap().unwrap();
+    assert_eq!((waiting.state, waiting.attempts), (JobState::Queued, 0));
+    assert!(event_kinds(&store, &b).await.is_empty());
+}

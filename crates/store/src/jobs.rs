@@ -530,6 +530,22 @@ macro_rules! insert_event {
     }};
 }
 
+/// Binds a finish's columns, in this order: state, result, error message, failure reason,
+/// run time (kept for a final job, moved for a retry), finish time, attempt given back.
+macro_rules! bind_finish_values {
+    ($query:expr, $values:expr) => {{
+        let values: &FinishValues = $values;
+        $query
+            .bind(values.state.as_str())
+            .bind(values.result.clone().map(Json))
+            .bind(values.failure.as_ref().map(|f| f.message.clone()))
+            .bind(values.failure.as_ref().map(|f| f.reason.as_str()))
+            .bind(values.run_at)
+            .bind(values.finished_at)
+            .bind(values.give_back)
+    }};
+}
+
 /// What a finish writes: the job's new state and columns, and its event.
 struct FinishValues {
     state: JobState,
@@ -735,15 +751,7 @@ impl Store {
         // Binds `$1`…`$11` of `finish_update!`.
         macro_rules! bind_update {
             ($query:expr) => {
-                $query
-                    .bind(values.state.as_str())
-                    .bind(values.result.clone().map(Json))
-                    .bind(values.failure.as_ref().map(|f| f.message.clone()))
-                    .bind(values.failure.as_ref().map(|f| f.reason.as_str()))
-                    // Keep the run time of a final job (when it was due), move it for a retry.
-                    .bind(values.run_at)
-                    .bind(values.finished_at)
-                    .bind(values.give_back)
+                bind_finish_values!($query, &values)
                     .bind(now)
                     .bind(&lease.job_id)
                     .bind(&lease.owner)
@@ -1272,21 +1280,17 @@ mod sqlite {
         now: DateTime<Utc>,
     ) -> Result<Vec<JobRow>> {
         let attempt = i32::try_from(lease.attempt).unwrap_or(i32::MAX);
-        let rows = bind_claim!(sqlx::query_as(FINISH_AND_CLAIM), next, now)
-            .bind(finish.state.as_str())
-            .bind(finish.result.clone().map(Json))
-            .bind(finish.failure.as_ref().map(|f| f.message.clone()))
-            .bind(finish.failure.as_ref().map(|f| f.reason.as_str()))
-            .bind(finish.run_at)
-            .bind(finish.finished_at)
-            .bind(finish.give_back)
-            .bind(&lease.job_id)
-            .bind(&lease.owner)
-            .bind(attempt)
-            .bind(JobEventKind::as_str(finish.event))
-            .bind(Json(&finish.data))
-            .fetch_all(&mut *writer)
-            .await?;
+        let rows = bind_finish_values!(
+            bind_claim!(sqlx::query_as(FINISH_AND_CLAIM), next, now),
+            finish
+        )
+        .bind(&lease.job_id)
+        .bind(&lease.owner)
+        .bind(attempt)
+        .bind(JobEventKind::as_str(finish.event))
+        .bind(Json(&finish.data))
+        .fetch_all(&mut *writer)
+        .await?;
         Ok(rows)
     }
 
@@ -1478,26 +1482,22 @@ mod postgres {
                         Option<String>,
                         Option<String>,
                         Option<f64>,
-                    ) = sqlx::query_as(FINISH_AND_CANDIDATE)
-                        .bind(now)
-                        .bind(&kinds)
-                        .bind(max_running)
-                        .bind(tolerance)
-                        .bind(now_secs)
-                        .bind(values.state.as_str())
-                        .bind(values.result.clone().map(Json))
-                        .bind(values.failure.as_ref().map(|f| f.message.clone()))
-                        .bind(values.failure.as_ref().map(|f| f.reason.as_str()))
-                        .bind(values.run_at)
-                        .bind(values.finished_at)
-                        .bind(values.give_back)
-                        .bind(&lease.job_id)
-                        .bind(&lease.owner)
-                        .bind(i32::try_from(lease.attempt).unwrap_or(i32::MAX))
-                        .bind(JobEventKind::as_str(values.event))
-                        .bind(Json(&values.data))
-                        .fetch_one(&mut *tx)
-                        .await?;
+                    ) = bind_finish_values!(
+                        sqlx::query_as(FINISH_AND_CANDIDATE)
+                            .bind(now)
+                            .bind(&kinds)
+                            .bind(max_running)
+                            .bind(tolerance)
+                            .bind(now_secs),
+                        values
+                    )
+                    .bind(&lease.job_id)
+                    .bind(&lease.owner)
+                    .bind(i32::try_from(lease.attempt).unwrap_or(i32::MAX))
+                    .bind(JobEventKind::as_str(values.event))
+                    .bind(Json(&values.data))
+                    .fetch_one(&mut *tx)
+                    .await?;
                     (seq.map(i64::from), id.map(|id| (id, key, tat)))
                 }
             };

@@ -212,8 +212,8 @@ crate::both_backends!(enqueue_shares_a_transaction_with_other_writes, |db| {
     assert!(store.job(&kept.id).await.unwrap().is_some());
 });
 
-crate::both_backends!(eight_concurrent_claimers_never_claim_a_job_twice, |db| {
-    let store = db.store().await;
+/// 240 no-op jobs, every third under one of seven installation keys; their number.
+async fn enqueue_keyed_and_not(store: &Store) -> usize {
     let total = 240;
     let mut tx = store.begin().await.unwrap();
     for i in 0..total {
@@ -224,6 +224,12 @@ crate::both_backends!(eight_concurrent_claimers_never_claim_a_job_twice, |db| {
         tx.enqueue(&job, t0()).await.unwrap();
     }
     tx.commit().await.unwrap();
+    total
+}
+
+crate::both_backends!(eight_concurrent_claimers_never_claim_a_job_twice, |db| {
+    let store = db.store().await;
+    let total = enqueue_keyed_and_not(&store).await;
 
     let limits = KeyLimits {
         max_running: 2,
@@ -1268,16 +1274,7 @@ crate::both_backends!(
     eight_workers_finishing_and_claiming_together_complete_each_job_once,
     |db| {
         let store = db.store().await;
-        let total = 240;
-        let mut tx = store.begin().await.unwrap();
-        for i in 0..total {
-            let mut job = noop(&format!("{i}"));
-            if i % 3 == 0 {
-                job = job.concurrency_key(format!("installation:{}", i % 7));
-            }
-            tx.enqueue(&job, t0()).await.unwrap();
-        }
-        tx.commit().await.unwrap();
+        let total = enqueue_keyed_and_not(&store).await;
 
         let limits = KeyLimits {
             max_running: 2,

@@ -388,12 +388,10 @@ async fn queue_passes(
                 let step = Instant::now();
                 match worker.try_execute_job_and_claim_next(&running).await? {
                     Outcome::Completed { .. } => took.push(millis(step.elapsed())),
-                    Outcome::EmptyQueue => break,
+                    // Nothing is held: the step found no job held and none to claim.
+                    Outcome::EmptyQueue => return anyhow::Ok(took),
                 }
             }
-            // Nothing is held after an empty claim; kept for the pool's discipline.
-            worker.release_held().await?;
-            anyhow::Ok(took)
         });
     }
     let mut steps = Vec::with_capacity(jobs as usize);

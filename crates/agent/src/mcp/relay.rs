@@ -164,21 +164,17 @@ async fn session(
     if !matches!(hello, Ok(Ok(n)) if n > 0) {
         return;
     }
-    let chosen = check_hello(line.trim_end(), &groups, &key);
-    let registry = match chosen {
-        Ok((group, registry)) => {
-            if write.write_all(b"ok\n").await.is_err() {
-                return;
-            }
-            (group, registry.clone())
-        }
+    let (group, registry) = match check_hello(line.trim_end(), &groups, &key) {
+        Ok((group, registry)) => (group, registry.clone()),
         Err(why) => {
             tracing::warn!(%why, "a relay was refused by the tool socket");
             let _ = write.write_all(format!("error: {why}\n").as_bytes()).await;
             return;
         }
     };
-    let (group, registry) = registry;
+    if write.write_all(b"ok\n").await.is_err() {
+        return;
+    }
     if let Err(e) = super::serve(registry, &group, (read, write), cancel).await {
         tracing::debug!(error = %e, group, "a tool session ended with an error");
     }

@@ -120,23 +120,31 @@ impl GithubWork {
         let workspaces = Workspaces::open(config.workspaces.settings(&config.data_dir))
             .await
             .context("opening the workspaces folder")?;
-        let llm = crate::llm::settings(&config.llm)
-            .map_err(|e| format!("{e:#}"))
-            .and_then(|settings| {
-                let recorder: Arc<dyn kodiai_llm::CallRecorder> =
-                    Arc::new(crate::llm::StoreRecorder {
-                        store: store.clone(),
-                        clock: clock.clone(),
-                    });
-                Llm::from_settings(&settings, Arc::clone(&recorder))
-                    .map(|llm| LlmWork {
-                        llm,
-                        settings,
-                        recorder,
-                    })
-                    .map_err(|e| e.to_string())
-            });
-        if let Err(reason) = &llm {
+        let cli = cli_backend(config);
+        let llm = match &cli {
+            // The CLI is the model; no chain of kodiai's own is built or used.
+            Some(Err(why)) => Err(why.clone()),
+            Some(Ok(task)) => Err(format!("the agent runs on the {} CLI", task.cli.name())),
+            None => crate::llm::settings(&config.llm)
+                .map_err(|e| format!("{e:#}"))
+                .and_then(|settings| {
+                    let recorder: Arc<dyn kodiai_llm::CallRecorder> =
+                        Arc::new(crate::llm::StoreRecorder {
+                            store: store.clone(),
+                            clock: clock.clone(),
+                        });
+                    Llm::from_settings(&settings, Arc::clone(&recorder))
+                        .map(|llm| LlmWork {
+                            llm,
+                            settings,
+                            recorder,
+                        })
+                        .map_err(|e| e.to_string())
+                }),
+        };
+        if !matches!(cli, Some(Ok(_)))
+            && let Err(reason) = &llm
+        {
             tracing::warn!(%reason, "no model for mentions and reviews");
         }
         let mut own_handles: Vec<String> = std::iter::once(config.mentions.trigger.as_str())
@@ -153,7 +161,7 @@ impl GithubWork {
             workspaces: Some(workspaces),
             llm,
             own_handles,
-            cli: cli_backend(config),
+            cli,
             mcp: config.mcp.clone(),
         })
     }

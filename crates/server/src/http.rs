@@ -31,12 +31,12 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::config::Config;
 use crate::ingress::{DeliveryWriter, Ingress};
-use crate::jobs::Clock;
 use crate::telemetry::{VERSION, render_metrics};
 pub use auth::AdminAuth;
 pub use error::{ApiError, ApiJson, ApiQuery};
+use kodiai_runtime::config::Config;
+use kodiai_runtime::jobs::Clock;
 pub use middleware::RequestId;
 
 /// How long `/ready` waits for the database before calling it unreachable.
@@ -212,7 +212,7 @@ async fn job_gauges(store: &Store) -> String {
         })
         .collect();
     for (kind, state, count) in counts {
-        let kind = crate::jobs::kind_label(&kind);
+        let kind = kodiai_runtime::jobs::kind_label(&kind);
         *depth.entry((kind, state)).or_insert(0) += count;
     }
     let mut text = String::from(
@@ -235,7 +235,7 @@ async fn job_gauges(store: &Store) -> String {
 async fn repo_config_schema() -> Response {
     (
         [(header::CONTENT_TYPE, "application/schema+json")],
-        axum::Json(crate::repo_config::json_schema()),
+        axum::Json(kodiai_github_app::repo_config::json_schema()),
     )
         .into_response()
 }

@@ -21,7 +21,7 @@ use kodiai_store::{
     StoredOutcome, Tx,
 };
 
-use crate::config::Config;
+use kodiai_runtime::config::Config;
 
 /// The `pull_request` actions that start a review.
 pub const REVIEW_ACTIONS: &[&str] = &["opened", "ready_for_review", "reopened", "synchronize"];

@@ -1,24 +1,14 @@
-//! kodiai, the service: configuration, the HTTP API and its start and stop, telemetry, and the
-//! benchmarks. `main.rs` is the command line on top of this library; `kodiai-test-support`
-//! starts the same server in tests.
+//! kodiai, the service: the HTTP API and its start and stop, the webhook ingress, telemetry,
+//! and the `kodiai run` and `kodiai review` commands. `main.rs` is the command line on top of
+//! this library; the server's tests start the same server in-process.
 
-pub mod app_manifest;
-pub mod bench;
-pub mod config;
-pub mod context;
-pub mod github;
-pub mod github_tools;
-pub mod handlers;
 pub mod http;
 pub mod ingress;
-pub mod jobs;
-pub mod llm;
-pub mod repo_config;
 pub mod review_cli;
 pub mod run;
 pub mod server;
 pub mod telemetry;
 
-pub use config::Config;
 pub use http::AppState;
+pub use kodiai_runtime::Config;
 pub use server::{RunningServer, Setup, start};

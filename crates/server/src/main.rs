@@ -14,9 +14,9 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use kodiai::config::{Config, Env};
-use kodiai::jobs::WorkerSettings;
-use kodiai::{bench, server, telemetry};
+use kodiai::{server, telemetry};
+use kodiai_runtime::config::{Config, Env};
+use kodiai_runtime::jobs::WorkerSettings;
 
 #[derive(Parser)]
 #[command(
@@ -347,7 +347,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Llm(LlmCommand::Ping { model }) => {
-            let report = kodiai::llm::ping(&config.llm, model.as_deref())
+            let report = kodiai_runtime::llm::ping(&config.llm, model.as_deref())
                 .await
                 .context("llm ping failed")?;
             println!("{report}");
@@ -375,12 +375,12 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench(BenchCommand::Agent { turns }) => {
-            print!("{}", bench::agent::agent(&turns).await?);
+            print!("{}", kodiai_bench::agent::agent(&turns).await?);
             Ok(())
         }
         Command::Bench(BenchCommand::Startup { runs }) => {
             let exe = std::env::current_exe()?;
-            let report = bench::startup(&exe, runs).await?;
+            let report = kodiai_bench::startup(&exe, runs).await?;
             print!("{report}");
             Ok(())
         }
@@ -389,7 +389,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             database_url,
             backend,
         }) => {
-            let options = bench::QueueOptions {
+            let options = kodiai_bench::QueueOptions {
                 jobs,
                 workers: vec![1, 4, 16],
                 keys: 64,
@@ -397,7 +397,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 postgres_url: (backend != BenchBackend::Sqlite).then_some(database_url),
                 settings: WorkerSettings::from_config(&config.jobs),
             };
-            let report = bench::queue(&options).await?;
+            let report = kodiai_bench::queue(&options).await?;
             print!("{report}");
             Ok(())
         }
@@ -406,13 +406,13 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             commits,
             runs,
         }) => {
-            let options = bench::checkout::CheckoutOptions {
+            let options = kodiai_bench::checkout::CheckoutOptions {
                 files,
                 commits,
                 runs,
                 settings: config.workspaces.settings(&config.data_dir),
             };
-            print!("{}", bench::checkout::checkout(&options).await?);
+            print!("{}", kodiai_bench::checkout::checkout(&options).await?);
             Ok(())
         }
         Command::Bench(BenchCommand::Ingress {
@@ -422,7 +422,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             seconds,
             workers,
         }) => {
-            bench_ingress(bench::IngressOptions {
+            bench_ingress(kodiai_bench::IngressOptions {
                 deliveries,
                 concurrency,
                 rate,
@@ -433,12 +433,17 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             .await
         }
         Command::Bench(BenchCommand::ReviewContext { files, runs, model }) => {
-            let options = bench::review_context::ReviewContextOptions { files, runs, model };
-            print!("{}", bench::review_context::review_context(options).await?);
+            let options = kodiai_bench::review_context::ReviewContextOptions { files, runs, model };
+            print!(
+                "{}",
+                kodiai_bench::review_context::review_context(options).await?
+            );
             Ok(())
         }
         Command::Bench(BenchCommand::Search { files, runs }) => {
-            let report = bench::search::run(&bench::search::SearchOptions { files, runs }).await?;
+            let report =
+                kodiai_bench::search::run(&kodiai_bench::search::SearchOptions { files, runs })
+                    .await?;
             print!("{report}");
             Ok(())
         }
@@ -481,10 +486,10 @@ async fn mcp_server(args: McpArgs) -> ExitCode {
         | McpServerName::GithubCi
         | McpServerName::GithubFiles => {
             let group = match args.server {
-                McpServerName::GithubComment => kodiai::github_tools::COMMENT_SERVER,
-                McpServerName::GithubInlineComment => kodiai::github_tools::INLINE_COMMENT_SERVER,
-                McpServerName::GithubCi => kodiai::github_tools::CI_SERVER,
-                _ => kodiai::github_tools::FILES_SERVER,
+                McpServerName::GithubComment => kodiai_runtime::engine::COMMENT_SERVER,
+                McpServerName::GithubInlineComment => kodiai_runtime::engine::INLINE_COMMENT_SERVER,
+                McpServerName::GithubCi => kodiai_runtime::engine::CI_SERVER,
+                _ => kodiai_runtime::engine::FILES_SERVER,
             };
             let (Some(socket), Some(key)) = (args.socket, args.key) else {
                 eprintln!(
@@ -513,7 +518,7 @@ async fn mcp_server(args: McpArgs) -> ExitCode {
 /// `kodiai config check FILE`: the messages the bot would post, 0 when the file is used, 2
 /// when it is not (or cannot be read).
 fn check_repo_config(file: &Path) -> ExitCode {
-    use kodiai::repo_config;
+    use kodiai_github_app::repo_config;
     use std::io::Read;
 
     let mut text = Vec::new();
@@ -543,7 +548,7 @@ fn check_repo_config(file: &Path) -> ExitCode {
 }
 
 /// `kodiai app manifest`; a bad argument is one line (exit 2).
-fn app(command: &AppCommand) -> Result<(), kodiai::app_manifest::ManifestError> {
+fn app(command: &AppCommand) -> Result<(), kodiai_github_app::app_manifest::ManifestError> {
     let AppCommand::Manifest {
         url,
         name,
@@ -551,9 +556,9 @@ fn app(command: &AppCommand) -> Result<(), kodiai::app_manifest::ManifestError> 
         org,
         github_url,
     } = command;
-    let result = kodiai::app_manifest::manifest(url, name).and_then(|manifest| {
+    let result = kodiai_github_app::app_manifest::manifest(url, name).and_then(|manifest| {
         if *html {
-            kodiai::app_manifest::html_form(&manifest, org.as_deref(), github_url)
+            kodiai_github_app::app_manifest::html_form(&manifest, org.as_deref(), github_url)
         } else {
             Ok(format!("{manifest:#}\n"))
         }
@@ -562,9 +567,9 @@ fn app(command: &AppCommand) -> Result<(), kodiai::app_manifest::ManifestError> 
     Ok(())
 }
 
-async fn bench_ingress(options: bench::IngressOptions) -> anyhow::Result<()> {
+async fn bench_ingress(options: kodiai_bench::IngressOptions) -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
-    let report = bench::ingress(&exe, &options).await?;
+    let report = kodiai_bench::ingress(&exe, &options).await?;
     print!("{report}");
     Ok(())
 }

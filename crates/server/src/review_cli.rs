@@ -14,22 +14,27 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kodiai_agent::tools::{ToolRegistry, ToolRouter, WorkspaceRoot, WorkspaceToolOptions};
-use kodiai_agent::{Limits, Task};
+use kodiai_agent::Limits;
+use kodiai_agent::backends::BackendKind;
+use kodiai_agent::tools::WorkspaceRoot;
 use kodiai_github::diff::Diff;
 use kodiai_github::diff::anchor::{Placement, place};
-use kodiai_llm::{Llm, ModelRef, ModelSettings, NoRecorder};
-use kodiai_protocol::FinishReason;
-use serde_json::json;
-
-use crate::config::Config;
-use crate::context::{
+use kodiai_github_app::context::git::{self, GitConfig};
+use kodiai_github_app::context::{
     BranchRef, CiState, CommitInfo, GUIDELINE_FILES, PromptBudget, ReviewInput, ReviewInstructions,
     ReviewScope, build_review_prompt,
 };
-use crate::github_tools::review::fingerprint;
-use crate::github_tools::{CreateInlineComment, SharedFindings, findings_of};
-use crate::handlers::review::git::{self, GitConfig};
+use kodiai_github_app::github_tools::review::fingerprint;
+use kodiai_github_app::github_tools::{
+    CreateInlineComment, Finding, INLINE_COMMENT_SERVER, SharedFindings, findings_of,
+};
+use kodiai_github_app::repo_config::{self, RepoConfig};
+use kodiai_llm::{CallScope, NoRecorder};
+use kodiai_protocol::FinishReason;
+use kodiai_runtime::config::Config;
+use kodiai_runtime::engine::{self, AgentSpec, Engines, ModelChoice, ToolGroups};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
 
 /// The arguments of `kodiai review`.
 #[derive(Debug, Clone, clap::Args)]
@@ -163,8 +168,8 @@ async fn review(config: &Config, args: &ReviewArgs) -> Result<Report, String> {
     let files = git::diff_files(&top, GitConfig::User, &merge_base, &head_sha).await?;
 
     let repo_config = match show(&top, &merge_base, ".kodiai.yml").await {
-        Some(text) => crate::repo_config::parse(&text).config,
-        None => crate::repo_config::RepoConfig::default(),
+        Some(text) => repo_config::parse(&text).config,
+        None => RepoConfig::default(),
     };
     let mut guidelines = Vec::new();
     for path in GUIDELINE_FILES {
@@ -227,41 +232,42 @@ async fn review(config: &Config, args: &ReviewArgs) -> Result<Report, String> {
         });
     }
 
-    let mut settings = crate::llm::settings(&config.llm).map_err(|e| format!("{e:#}"))?;
-    if let Some(model) = &args.model {
-        let model = ModelRef::parse(model).map_err(|e| format!("--model {model}: {e}"))?;
-        settings.models = vec![model];
-    }
-    let llm = Llm::from_settings(&settings, Arc::new(NoRecorder)).map_err(|e| e.to_string())?;
-    let model_name = llm.model().to_string();
+    let engines = Engines::new(config, BackendKind::Native, Arc::new(NoRecorder), None);
+    let choice = args
+        .model
+        .as_deref()
+        .map_or(ModelChoice::Configured, ModelChoice::Only);
+    let engine = engines.engine(choice, CallScope::default())?;
+    let model_name = engine.model_name();
     let prompt = build_review_prompt(&input, &PromptBudget::for_model(&model_name));
     let diff = Arc::new(Diff::from_pull_files(&input.files));
     let root = WorkspaceRoot::new(&top).map_err(|e| format!("{}: {e}", top.display()))?;
-    let options = WorkspaceToolOptions::with_run_command(config.agent.allows("run_command"));
     let findings = SharedFindings::default();
-    let mut tools = kodiai_agent::tools::workspace_tools(&root, &options).await;
-    tools.push(Arc::new(CreateInlineComment::new(
-        Arc::clone(&diff),
-        Arc::clone(&findings),
-    )));
-    let mut registry = ToolRegistry::new();
-    registry.register_all(tools).map_err(|e| e.to_string())?;
-    let model_settings = ModelSettings::new(llm.model().model.clone());
-    let mut task = Task::new(
-        prompt.user,
-        Arc::new(llm),
-        model_settings,
-        ToolRouter::new(registry),
+    let mut tools = ToolGroups::default();
+    tools.add(
+        INLINE_COMMENT_SERVER,
+        Arc::new(CreateInlineComment::new(
+            Arc::clone(&diff),
+            Arc::clone(&findings),
+        )),
     );
-    task.system = prompt.system;
-    task.prices = settings.prices;
-    task.limits = Limits {
-        max_turns: args.max_turns,
-        timeout: Some(Duration::from_secs(args.timeout)),
-        budget_usd: None,
+    let spec = AgentSpec {
+        system: prompt.system,
+        instructions: prompt.user,
+        root,
+        run_command: config.agent.allows("run_command"),
+        tools,
+        limits: Limits {
+            max_turns: args.max_turns,
+            timeout: Some(Duration::from_secs(args.timeout)),
+            budget_usd: None,
+        },
+        cancel: CancellationToken::new(),
     };
-    let run = kodiai_agent::start(task);
-    let cancel = run.cancel_token();
+    let run = engine::start(&engines, engine, spec)
+        .await
+        .map_err(|e| e.to_string())?;
+    let cancel = run.run.cancel_token();
     let watcher = tokio::spawn(async move {
         crate::server::shutdown_signal().await;
         cancel.cancel();
@@ -330,7 +336,7 @@ async fn review(config: &Config, args: &ReviewArgs) -> Result<Report, String> {
 }
 
 /// A finding placed on the local diff.
-fn printed(diff: &Diff, top: &Path, finding: crate::github_tools::Finding) -> PrintedFinding {
+fn printed(diff: &Diff, top: &Path, finding: Finding) -> PrintedFinding {
     let p = &finding.proposed;
     let (placement, path, start_line, line) = match place(diff, p) {
         Placement::Exact(c) => ("exact", c.path, c.start_line, c.line),

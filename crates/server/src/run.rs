@@ -16,14 +16,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use kodiai_agent::backends::{BackendKind, Cli, CliCredential, CliTask};
-use kodiai_agent::tools::{ToolRegistry, ToolRouter, WorkspaceRoot, WorkspaceToolOptions};
-use kodiai_agent::{AgentRun, Limits, Task};
-use kodiai_llm::{Llm, ModelRef, ModelSettings, NoRecorder, PriceTable};
+use kodiai_agent::backends::BackendKind;
+use kodiai_agent::mcp::McpError;
+use kodiai_agent::tools::WorkspaceRoot;
+use kodiai_agent::{AgentRun, Limits};
+use kodiai_llm::{CallScope, NoRecorder};
 use kodiai_protocol::{AgentEvent, FinishReason};
-
-use crate::config::{Config, McpConfig};
-use kodiai_agent::mcp::{McpClients, McpError};
+use kodiai_runtime::config::Config;
+use kodiai_runtime::engine::{
+    self, AgentSpec, Engines, ModelChoice, RunningAgent, StartError, ToolGroups,
+};
+use tokio_util::sync::CancellationToken;
 
 /// The arguments of `kodiai run`.
 #[derive(Debug, Clone, clap::Args)]
@@ -103,193 +106,35 @@ fn limits(args: &RunArgs) -> Limits {
     }
 }
 
-/// Starts the task `args` describe on its backend.
-pub async fn start(
-    config: &Config,
-    args: &RunArgs,
-) -> Result<(AgentRun, Option<McpClients>), RunError> {
+/// Starts the task `args` describe on its backend: the workspace tools (the shell only when
+/// `agent.allowed_tools` names `run_command`), the configured model or `--model`, the servers of
+/// `[mcp.servers]`.
+pub async fn start(config: &Config, args: &RunArgs) -> Result<RunningAgent, RunError> {
+    let root = check_args(args)?;
     let backend = args.backend.unwrap_or(config.agent.backend);
-    match config.agent.backend_config(backend, &config.llm).cli() {
-        None => {
-            let mut task = task(config, args).await?;
-            let mcp = add_mcp_tools(&mut task, &config.mcp).await?;
-            Ok((kodiai_agent::start(task), mcp))
-        }
-        Some((cli, program)) => Ok((
-            kodiai_agent::backends::start_cli(cli_task(config, args, cli, program)?),
-            None,
-        )),
-    }
-}
-
-/// The native task `args` describe, with the model of `config`.
-pub async fn task(config: &Config, args: &RunArgs) -> Result<Task, RunError> {
-    let root = check_args(args)?;
-    let mut settings =
-        crate::llm::settings(&config.llm).map_err(|e| RunError::Usage(format!("{e:#}")))?;
-    if let Some(model) = &args.model {
-        let model = ModelRef::parse(model).map_err(|e| RunError::Usage(format!("--model: {e}")))?;
-        settings.models = vec![model];
-    }
-    let llm = Llm::from_settings(&settings, Arc::new(NoRecorder))
-        .map_err(|e| RunError::Usage(e.to_string()))?;
-    let options = WorkspaceToolOptions::with_run_command(config.agent.allows("run_command"));
-    let mut registry = ToolRegistry::new();
-    registry
-        .register_all(kodiai_agent::tools::workspace_tools(&root, &options).await)
-        .map_err(|e| RunError::Usage(e.to_string()))?;
-    let model_settings = ModelSettings::new(llm.model().model.clone());
-    let mut task = Task::new(
-        args.instructions.clone(),
-        Arc::new(llm),
-        model_settings,
-        ToolRouter::new(registry),
-    );
-    task.system = SYSTEM_PROMPT.to_owned();
-    task.prices = settings.prices;
-    task.limits = limits(args);
-    Ok(task)
-}
-
-/// The CLI task `args` describe: the CLI's workspace tools (its shell only when `run_command`
-/// is allowed), its credential from `[llm]`, the model named for its provider, the servers of
-/// `[mcp.servers]` ([`cli_template`]).
-pub fn cli_task(
-    config: &Config,
-    args: &RunArgs,
-    cli: Cli,
-    program: PathBuf,
-) -> Result<CliTask, RunError> {
-    let root = check_args(args)?;
-    // `--model` as given (with the CLI's provider or none); the configured model only when
-    // it is the CLI's provider's.
-    let model = match &args.model {
-        Some(model) => match ModelRef::parse(model) {
-            Ok(m) if m.provider == cli.provider() => Some(m.model),
-            Ok(m) => {
-                return Err(RunError::Usage(format!(
-                    "--model {model}: the {} backend runs {} models, not {}",
-                    cli.name(),
-                    cli.provider(),
-                    m.provider
-                )));
-            }
-            Err(_) => Some(model.trim().to_owned()),
-        },
-        None => cli_model(cli, config.llm.model.as_deref()),
+    let engines = Engines::new(config, backend, Arc::new(NoRecorder), None);
+    let choice = args
+        .model
+        .as_deref()
+        .map_or(ModelChoice::Configured, ModelChoice::Only);
+    let engine = engines
+        .engine(choice, CallScope::default())
+        .map_err(RunError::Usage)?;
+    let spec = AgentSpec {
+        system: SYSTEM_PROMPT.to_owned(),
+        instructions: args.instructions.clone(),
+        root,
+        run_command: config.agent.allows("run_command"),
+        tools: ToolGroups::default(),
+        limits: limits(args),
+        cancel: CancellationToken::new(),
     };
-    let mut task = cli_template(config, cli, program).map_err(RunError::Usage)?;
-    task.workdir = root.path().to_owned();
-    task.instructions = args.instructions.clone();
-    task.system = SYSTEM_PROMPT.to_owned();
-    task.model = model;
-    task.allowed_tools = cli.workspace_tools(config.agent.allows("run_command"));
-    task.limits = limits(args);
-    Ok(task)
-}
-
-/// The model `cli` runs, as it names it: the first of `candidates` (`provider/model`) of the
-/// CLI's provider, else `None` (the CLI's default).
-pub fn cli_model<'a>(cli: Cli, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
-    candidates
-        .into_iter()
-        .filter_map(|m| ModelRef::parse(m).ok())
-        .find(|m| m.provider == cli.provider())
-        .map(|m| m.model)
-}
-
-/// What every run of `cli` from this configuration shares: the program, its credential from
-/// `[llm]`, the servers of `[mcp.servers]`, its `PATH`, the prices (`[llm.prices]` over the built-in ones), the provider's base
-/// URL when it is not the default; for the Gemini CLI its scratch folders under `data_dir/cli`
-/// and, when `agent.gemini_trust_workspace` says so, a trusted workspace. The error names the
-/// missing key.
-pub fn cli_template(config: &Config, cli: Cli, program: PathBuf) -> Result<CliTask, String> {
-    let credential = match cli {
-        Cli::ClaudeCode => config
-            .llm
-            .anthropic_api_key
-            .clone()
-            .map(CliCredential::AnthropicApiKey)
-            .or_else(|| {
-                config
-                    .llm
-                    .claude_code_oauth_token
-                    .clone()
-                    .map(CliCredential::ClaudeCodeOauthToken)
-            })
-            .ok_or("the claude-code backend needs ANTHROPIC_API_KEY or CLAUDE_CODE_OAUTH_TOKEN")?,
-        Cli::GeminiCli => config
-            .llm
-            .gemini_api_key
-            .clone()
-            .map(CliCredential::GeminiApiKey)
-            .ok_or("the gemini-cli backend needs GEMINI_API_KEY")?,
-    };
-    let mut prices = PriceTable::builtin();
-    for (name, price) in &config.llm.prices {
-        prices.set(name.clone(), *price);
-    }
-    let mut task = CliTask::new(cli, program, PathBuf::new(), String::new());
-    task.credential = Some(credential);
-    for (name, server) in config.mcp.server_list() {
-        let entry = server.cli_entry(&name).map_err(|e| e.to_string())?;
-        task.mcp_servers.insert(name, entry);
-    }
-    task.path = config.agent.cli_search_path.clone();
-    task.prices = prices;
-    // A configured endpoint (a proxy, a gateway) is the CLI's too.
-    let (variable, url, default) = match cli {
-        Cli::ClaudeCode => (
-            "ANTHROPIC_BASE_URL",
-            &config.llm.anthropic_base_url,
-            "https://api.anthropic.com/",
-        ),
-        Cli::GeminiCli => (
-            "GOOGLE_GEMINI_BASE_URL",
-            &config.llm.gemini_base_url,
-            "https://generativelanguage.googleapis.com/",
-        ),
-    };
-    if url.as_str() != default {
-        task.env.push((
-            variable.into(),
-            url.as_str().trim_end_matches('/').to_owned(),
-        ));
-    }
-    if cli == Cli::GeminiCli {
-        // Its settings file is ignored below a folder others may write to (such as /tmp).
-        let data = std::path::absolute(&config.data_dir)
-            .map_err(|e| format!("data_dir {}: {e}", config.data_dir.display()))?;
-        task.scratch_in = Some(data.join("cli"));
-        if config.agent.gemini_trust_workspace {
-            task.env
-                .push(("GEMINI_CLI_TRUST_WORKSPACE".into(), "true".into()));
-        }
-    }
-    Ok(task)
-}
-
-/// Starts the MCP servers of `[mcp.servers]` and adds their tools (`server__tool`) to `task`.
-/// The servers stop with the task's token; the caller shuts them down after the run. A server
-/// that cannot start fails the command (its stderr in the message).
-pub async fn add_mcp_tools(
-    task: &mut Task,
-    mcp: &McpConfig,
-) -> Result<Option<McpClients>, McpError> {
-    if mcp.servers.is_empty() {
-        return Ok(None);
-    }
-    let clients = McpClients::start(&mcp.server_list(), task.cancel.clone()).await?;
-    let mut registry = task.tools.registry().clone();
-    if let Err(e) = registry.register_all(clients.tools()) {
-        clients.shutdown().await;
-        return Err(McpError::Config {
-            server: "mcp".into(),
-            message: e.to_string(),
-        });
-    }
-    task.tools = ToolRouter::new(registry);
-    Ok(Some(clients))
+    engine::start(&engines, engine, spec)
+        .await
+        .map_err(|e| match e {
+            StartError::Mcp(e) => RunError::Mcp(e),
+            StartError::Tools(e) => RunError::Usage(e.to_string()),
+        })
 }
 
 /// Prints the events of `run` to `out` as they come; stops it when `stop` resolves (a
@@ -330,7 +175,7 @@ pub async fn run(
 /// 2 bad usage.
 pub async fn command(config: &Config, args: RunArgs) -> ExitCode {
     let (agent, mcp) = match start(config, &args).await {
-        Ok(started) => started,
+        Ok(started) => started.into_parts(),
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "kodiai: {e}");
             return match e {
@@ -347,9 +192,7 @@ pub async fn command(config: &Config, args: RunArgs) -> ExitCode {
         crate::server::shutdown_signal(),
     )
     .await;
-    if let Some(mcp) = mcp {
-        mcp.shutdown().await;
-    }
+    mcp.shutdown().await;
     match result {
         Ok(FinishReason::Completed) => ExitCode::SUCCESS,
         Ok(_) => ExitCode::FAILURE,

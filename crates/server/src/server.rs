@@ -12,10 +12,10 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
 use crate::http::{self, AppState};
-use crate::jobs::{Clock, Handlers, WorkerPool, WorkerSettings};
 use crate::telemetry;
+use kodiai_runtime::config::Config;
+use kodiai_runtime::jobs::{Clock, Handlers, WorkerPool, WorkerSettings};
 
 /// Opens the configured database and applies the embedded migrations.
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
@@ -54,7 +54,7 @@ async fn start_workspace_sweeper(
 pub struct Setup {
     pub routes: Router<AppState>,
     /// The workers' handlers; `None`: kodiai's own for the configuration
-    /// ([`Handlers::for_config`]).
+    /// ([`kodiai_github_app::handlers::for_config`]).
     pub handlers: Option<Handlers>,
     pub clock: Clock,
 }
@@ -120,7 +120,7 @@ pub async fn start(config: Config, setup: Setup) -> anyhow::Result<RunningServer
     start_workspace_sweeper(&config, &shutdown).await?;
     let handlers = match setup.handlers {
         Some(handlers) => handlers,
-        None => Handlers::for_config(&config, &store, &setup.clock).await?,
+        None => kodiai_github_app::handlers::for_config(&config, &store, &setup.clock).await?,
     };
     let size = config.jobs.workers;
     let workers = (size > 0).then(|| {
@@ -181,7 +181,7 @@ pub async fn run_workers(
     let store = open_store(&config).await?;
     let handlers = match handlers {
         Some(handlers) => handlers,
-        None => Handlers::for_config(&config, &store, &Clock::System).await?,
+        None => kodiai_github_app::handlers::for_config(&config, &store, &Clock::System).await?,
     };
     start_workspace_sweeper(&config, &shutdown).await?;
     let size = config.jobs.workers.max(1);

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{LogConfig, LogFormat};
+use kodiai_runtime::config::{LogConfig, LogFormat};
 
 /// The version compiled into this binary.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,10 +1,14 @@
 //! Integration tests of the kodiai server: the real HTTP server (in process, through
-//! `kodiai-test-support`) and the real binary (for exit codes and signals), on SQLite and
+//! `suite/harness.rs`'s `TestApp`) and the real binary (for exit codes and signals), on SQLite and
 //! PostgreSQL.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 mod suite {
+    // First: its `app_test!` is used by the suites after it.
+    #[macro_use]
+    mod harness;
+
     mod cli;
     mod common;
     mod errors;

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
-pub use kodiai::bench::checkout::git_http::{GitHttpServer, RecordedRequest};
+pub use kodiai_git_server::{GitHttpServer, RecordedRequest};
 use secrecy::SecretString;
 
 /// A folder of bare repositories and the HTTP server in front of it, with its token.

@@ -1437,7 +1437,7 @@ fn mention_route(
     }
 }
 
-/// The App id [`crate::TestAppBuilder::github_app`] configures.
+/// The App id the server tests' `TestAppBuilder::github_app` configures.
 pub const TEST_APP_ID: u64 = 4242;
 
 /// A throwaway RSA key pair for App auth tests, made once per test process with `openssl`.

@@ -1,6 +1,6 @@
 //! GitHub's side of webhooks for tests: deliveries signed exactly as GitHub signs them
 //! (`X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>`), the real payloads of
-//! `../shared/fixtures/github-webhooks`, and [`TestApp::send_webhook`].
+//! `../shared/fixtures/github-webhooks`; the server's tests send them with `TestApp::send_webhook`.
 //!
 //! The signature is computed here with `hmac` directly, not with kodiai's own code, so that a
 //! bug in kodiai's verification cannot hide behind the same bug in the test.
@@ -10,9 +10,7 @@ use std::path::PathBuf;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::TestApp;
-
-/// The webhook secret every [`TestApp`] has unless the test sets `GITHUB_WEBHOOK_SECRET`.
+/// The webhook secret every server of the tests (`TestApp`) has unless the test sets `GITHUB_WEBHOOK_SECRET`.
 pub const WEBHOOK_SECRET: &str = "kodiai-test-webhook-secret";
 
 /// `sha256=<hex>` of `body` under `secret`, as GitHub sends it.
@@ -71,35 +69,6 @@ impl Delivery {
     pub fn id(mut self, delivery_id: &str) -> Self {
         self.delivery_id = delivery_id.to_owned();
         self
-    }
-}
-
-impl TestApp {
-    /// Sends `payload` as GitHub would: JSON, signed with [`WEBHOOK_SECRET`], with a fresh
-    /// delivery id and the usual headers.
-    pub async fn send_webhook(
-        &self,
-        event: &str,
-        payload: &serde_json::Value,
-    ) -> reqwest::Response {
-        self.send_delivery(&Delivery::new(event, payload)).await
-    }
-
-    /// Sends one delivery as it is.
-    pub async fn send_delivery(&self, delivery: &Delivery) -> reqwest::Response {
-        let mut request = self
-            .client
-            .post(self.url("/webhooks/github"))
-            .header("content-type", delivery.content_type)
-            .header("user-agent", "GitHub-Hookshot/kodiai-test")
-            .header("x-github-event", &delivery.event)
-            .header("x-github-delivery", &delivery.delivery_id)
-            .header("x-github-hook-id", "1")
-            .body(delivery.body.clone());
-        if let Some(signature) = &delivery.signature {
-            request = request.header("x-hub-signature-256", signature);
-        }
-        request.send().await.expect("POST /webhooks/github failed")
     }
 }
 

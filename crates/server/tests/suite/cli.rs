@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Output;
 
-use kodiai::bench::ServeProcess;
+use kodiai_bench::ServeProcess;
 use kodiai_protocol::ReadyResponse;
 use kodiai_test_support::TestDb;
 use pretty_assertions::assert_eq;

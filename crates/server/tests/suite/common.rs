@@ -4,13 +4,13 @@
 
 use std::sync::Arc;
 
-use kodiai::jobs::{Handlers, Outcome, Worker, WorkerSettings};
+use crate::suite::harness::{TestApp, TestAppBuilder};
 use kodiai_protocol::{DeliveryOutcome, Job, WebhookAck};
+use kodiai_runtime::jobs::{Outcome, Worker, WorkerSettings};
 use kodiai_test_support::cli::FakeCli;
 use kodiai_test_support::git::{BareRepo, GitFixture};
 use kodiai_test_support::github::FakeGithub;
 use kodiai_test_support::llm::{Api, FakeLlm};
-use kodiai_test_support::{TestApp, TestAppBuilder};
 use serde_json::Value;
 
 /// The repository of the webhook fixtures.
@@ -63,9 +63,10 @@ async fn ack(app: &TestApp, event: &str, payload: &Value) -> WebhookAck {
 /// does, whatever its end; the job `job_id` after.
 pub async fn run_next_job(app: &TestApp, job_id: &str) -> Job {
     let state = app.state();
-    let handlers = Handlers::for_config(&state.config, &state.store, &state.clock)
-        .await
-        .unwrap();
+    let handlers =
+        kodiai_github_app::handlers::for_config(&state.config, &state.store, &state.clock)
+            .await
+            .unwrap();
     let worker = Worker::new(
         state.store.clone(),
         handlers,

@@ -2,11 +2,12 @@
 //! routes under `/test` are mounted inside the real middleware stack, since the operational
 //! routes take no body.
 
+use crate::suite::harness::TestApp;
 use axum::Router;
 use axum::routing::{get, post};
 use kodiai::AppState;
 use kodiai::http::ApiJson;
-use kodiai_test_support::{Backend, TestApp, expect_error};
+use kodiai_test_support::{Backend, expect_error};
 use pretty_assertions::assert_eq;
 use serde::{Deserialize, Serialize};
 

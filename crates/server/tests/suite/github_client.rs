@@ -1,6 +1,6 @@
 //! The GitHub client as the server builds it from its configuration, against the fake GitHub.
 
-use kodiai::config::{Config, Env};
+use kodiai_runtime::config::{Config, Env};
 use kodiai_test_support::github::{FakeGithub, TEST_APP_ID, test_app_key};
 
 fn env(fake: &FakeGithub, pairs: &[(&str, String)]) -> Env {
@@ -40,7 +40,7 @@ async fn the_app_key_is_read_from_pem_text_or_a_path() {
             ),
         )
         .unwrap();
-        let client = kodiai::github::build_client(&config.github)
+        let client = kodiai_github_app::client::build_client(&config.github)
             .unwrap()
             .expect("App mode");
         assert!(client.is_app());
@@ -70,7 +70,7 @@ async fn personal_token_mode_uses_github_token() {
         &env(&fake, &[("GITHUB_TOKEN", "ghp_fromenv".to_owned())]),
     )
     .unwrap();
-    let client = kodiai::github::build_client(&config.github)
+    let client = kodiai_github_app::client::build_client(&config.github)
         .unwrap()
         .unwrap();
     let repo = client

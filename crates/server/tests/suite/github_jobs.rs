@@ -2,10 +2,10 @@
 //! webhook: what ingress could not decide from the payload (the repository's `.kodiai.yml` from
 //! the default branch, the sender's permission) is decided by the job, after the 202.
 
+use crate::suite::harness::{TestApp, TestAppBuilder};
 use kodiai_protocol::{Job, JobState};
 use kodiai_test_support::github::FakeGithub;
 use kodiai_test_support::webhooks::fixture;
-use kodiai_test_support::{TestApp, TestAppBuilder, app_test};
 use serde_json::{Value, json};
 
 use super::common::{REPO, deliver_job as deliver, github_app, run_next_job};

@@ -5,14 +5,15 @@
 
 use std::collections::HashSet;
 
+use crate::suite::harness::{TestApp, TestAppBuilder};
 use eventsource_stream::Eventsource;
 use futures::{Stream, StreamExt};
-use kodiai::jobs::{Handlers, JobContext};
 use kodiai_protocol::{
     Job, JobDetail, JobEvent, JobEventKind, JobKind, JobSpec, JobState, NoopJob,
 };
+use kodiai_runtime::jobs::{Handlers, JobContext};
 use kodiai_store::{NewJob, Transition};
-use kodiai_test_support::{TestApp, TestAppBuilder, app_test, expect_error};
+use kodiai_test_support::expect_error;
 use serde_json::{Value, json};
 
 const TOKEN: &str = "s3cret-admin-token-for-tests";

@@ -2,11 +2,10 @@
 //! both backends: the fakes of `kodiai_test_support::llm` answer, `llm_calls` and `/metrics`
 //! show what was used; and `kodiai llm ping` as the real binary.
 
-use kodiai::llm::build;
 use kodiai_llm::{CallScope, ChatRequest, Message, ModelSettings, Provider};
 use kodiai_protocol::{JobSpec, NoopJob};
+use kodiai_runtime::llm::build;
 use kodiai_store::NewJob;
-use kodiai_test_support::app_test;
 use kodiai_test_support::llm::{Api, FakeError, FakeLlm, FakeUsage, Reply};
 
 const EXE: &str = env!("CARGO_BIN_EXE_kodiai");

@@ -4,12 +4,12 @@
 //! instruction or a late edit reaching the model, a token reaching GitHub, a loop, a second
 //! answer.
 
+use crate::suite::harness::TestAppBuilder;
 use kodiai_protocol::{DeliveryOutcome, Job, WebhookAck};
 use kodiai_test_support::cli::{FakeCli, Step};
 use kodiai_test_support::git::{BareRepo, assert_secret_absent, git};
 use kodiai_test_support::llm::{FakeError, Reply};
 use kodiai_test_support::webhooks::{Delivery, fixture};
-use kodiai_test_support::{TestAppBuilder, app_test};
 use serde_json::{Value, json};
 
 use super::common::{REPO, World, on_claude_code};

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use chrono::Utc;
-use kodiai::bench::{KodiaiProcess, ServeProcess};
+use kodiai_bench::{KodiaiProcess, ServeProcess};
 use kodiai_protocol::{JobEventKind, JobSpec, NoopJob};
 use kodiai_store::{NewJob, Signal, Store};
 use kodiai_test_support::TestDb;
@@ -55,7 +55,7 @@ async fn two_worker_processes_and_a_server_run_every_job_exactly_once() {
         // 156 jobs per key: the default rate limit (60 a minute) would stretch this to minutes.
         ("KODIAI_JOBS_PER_KEY_RATE_PER_MINUTE", "0"),
         // Two info lines per job from each process would only cost the test time to parse.
-        ("RUST_LOG", "info,kodiai::jobs=warn"),
+        ("RUST_LOG", "info,kodiai_runtime::jobs=warn"),
     ];
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let mut first = KodiaiProcess::start_worker(Path::new(EXE), dirs[0].path(), &env)

@@ -1,7 +1,8 @@
 //! The operational routes: /health, /ready, /metrics, /openapi.json, /docs, request ids, CORS.
 
+use crate::suite::harness::TestApp;
 use kodiai_protocol::{HealthResponse, ReadyResponse};
-use kodiai_test_support::{Backend, TestApp, app_test, expect_error};
+use kodiai_test_support::{Backend, expect_error};
 
 app_test!(health_and_ready_answer_200, |app| {
     let response = app.get("/health").await;

@@ -4,8 +4,7 @@
 use std::path::Path;
 use std::process::Output;
 
-use kodiai::repo_config;
-use kodiai_test_support::app_test;
+use kodiai_github_app::repo_config;
 use pretty_assertions::assert_eq as assert_same;
 
 const EXE: &str = env!("CARGO_BIN_EXE_kodiai");
@@ -163,7 +162,7 @@ async fn app_manifest_prints_the_manifest_or_the_form() {
     let manifest: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
     assert_same!(
         manifest,
-        kodiai::app_manifest::manifest("https://kodiai.example.com", "kodiai").unwrap()
+        kodiai_github_app::app_manifest::manifest("https://kodiai.example.com", "kodiai").unwrap()
     );
     assert_same!(
         manifest["hook_attributes"]["url"],

@@ -1,9 +1,11 @@
 //! The review context fetched from the fake GitHub: every page of a 250-file pull request, its
 //! commits and CI, the issues its body closes, and guideline files read at the base commit.
 
-use kodiai::config::{Config, Env};
-use kodiai::context::{PromptBudget, SkipReason, build_review_prompt, fetch_review_input};
-use kodiai::repo_config::RepoConfig;
+use kodiai_github_app::context::{
+    PromptBudget, SkipReason, build_review_prompt, fetch_review_input,
+};
+use kodiai_github_app::repo_config::RepoConfig;
+use kodiai_runtime::config::{Config, Env};
 use kodiai_test_support::github::FakeGithub;
 use serde_json::json;
 
@@ -20,7 +22,7 @@ fn client(fake: &FakeGithub) -> kodiai_github::client::InstallationClient {
         .collect();
     env.insert("GITHUB_TOKEN".into(), "ghp_context_test".into());
     let config = Config::from_sources(None, &env).unwrap();
-    kodiai::github::build_client(&config.github)
+    kodiai_github_app::client::build_client(&config.github)
         .unwrap()
         .unwrap()
         .installation(None)

@@ -5,13 +5,13 @@
 //! reviews that never repeat a finding, a review asked for again at a reviewed head, drafts left
 //! alone until ready, and one error comment when the model fails.
 
+use crate::suite::harness::TestAppBuilder;
 use kodiai_protocol::{Job, JobSpec, JobState, ReviewJob};
 use kodiai_store::NewJob;
 use kodiai_test_support::cli::{FakeCli, Step};
 use kodiai_test_support::git::git;
 use kodiai_test_support::llm::{Api, FakeError, FakeLlm, Reply};
 use kodiai_test_support::webhooks::fixture;
-use kodiai_test_support::{TestAppBuilder, app_test};
 use serde_json::{Value, json};
 
 use super::common::{REPO, World, on_claude_code};

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use kodiai::bench::ServeProcess;
+use kodiai_bench::ServeProcess;
 use kodiai_test_support::TestDb;
 use sqlx::Connection;
 

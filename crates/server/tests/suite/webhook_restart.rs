@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use kodiai::bench::ServeProcess;
+use kodiai_bench::ServeProcess;
 use kodiai_protocol::{DeliveryOutcome, Job, JobState, WebhookAck};
 use kodiai_test_support::github::FakeGithub;
 use kodiai_test_support::webhooks::{WEBHOOK_SECRET, delivery_id, fixture, signature};

@@ -5,13 +5,14 @@
 
 use std::collections::BTreeMap;
 
+use crate::suite::harness::{TestApp, TestAppBuilder};
 use kodiai_protocol::{
     Delivery as StoredDelivery, DeliveryDetail, DeliveryOutcome, Job, JobEventKind, Page,
     WebhookAck,
 };
 use kodiai_store::{Signal, Store};
+use kodiai_test_support::expect_error;
 use kodiai_test_support::webhooks::{Delivery, fixture, fixtures_dir, signature};
-use kodiai_test_support::{TestApp, TestAppBuilder, app_test, expect_error};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "webhook-tests-admin-token";

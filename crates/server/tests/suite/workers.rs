@@ -6,10 +6,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
-use kodiai::jobs::{
+use kodiai_protocol::{FailureReason, JobEventKind, JobKind, JobSpec, JobState, NoopJob};
+use kodiai_runtime::jobs::{
     Clock, Handlers, JobContext, JobError, Outcome, Worker, WorkerPool, WorkerSettings,
 };
-use kodiai_protocol::{FailureReason, JobEventKind, JobKind, JobSpec, JobState, NoopJob};
 use kodiai_store::{KeyLimits, NewJob, Signal, Store};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;

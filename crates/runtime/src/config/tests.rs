@@ -1,5 +1,7 @@
 use std::path::PathBuf;
+use std::time::Duration;
 
+use kodiai_store::DatabaseLocation;
 use pretty_assertions::assert_eq;
 use secrecy::ExposeSecret;
 

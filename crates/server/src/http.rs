@@ -10,6 +10,7 @@ pub mod deliveries;
 pub mod error;
 pub mod jobs;
 pub mod middleware;
+pub mod page;
 pub mod webhooks;
 
 use std::sync::Arc;

@@ -15,11 +15,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::AdminAuth;
-use super::{ApiError, ApiJson, ApiQuery, AppState};
+use super::page::{PageParams, PageQuery, non_empty, quoted};
+use super::{ApiError, ApiJson, AppState};
 use crate::ingress::Ingress;
 
-const DEFAULT_LIMIT: u32 = 100;
-const MAX_LIMIT: u32 = 1000;
 /// The outcomes a list can be filtered by.
 const OUTCOMES: &[&str] = &["job", "recorded", "ignored"];
 
@@ -30,26 +29,20 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(replay_delivery))
 }
 
-/// The query of `GET /api/v1/deliveries`; an empty value counts as absent, an unknown
-/// parameter is refused.
+/// The filters of `GET /api/v1/deliveries`.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-struct ListDeliveriesQuery {
+struct DeliveryFilters {
     /// Only deliveries of this event (`X-GitHub-Event`).
     event: Option<String>,
     /// Only deliveries with this outcome: `job`, `recorded` or `ignored`.
     outcome: Option<String>,
-    /// Deliveries per page, 1 to 1000; default 100.
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
-    limit: Option<String>,
-    /// The `next_cursor` of the previous page.
-    cursor: Option<String>,
 }
 
 /// `GET /api/v1/deliveries`: deliveries, newest first, one page at a time.
 #[utoipa::path(get, path = "/api/v1/deliveries", tag = "deliveries",
-    params(ListDeliveriesQuery),
+    params(PageParams, DeliveryFilters),
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "One page of deliveries, newest first", body = Page<Delivery>),
@@ -59,10 +52,10 @@ struct ListDeliveriesQuery {
 async fn list_deliveries(
     _: AdminAuth,
     State(state): State<AppState>,
-    ApiQuery(query): ApiQuery<ListDeliveriesQuery>,
+    query: PageQuery<DeliveryFilters>,
 ) -> Result<ApiJson<Page<Delivery>>, ApiError> {
-    let non_empty = |v: Option<String>| v.filter(|t| !t.is_empty());
-    let outcome = non_empty(query.outcome);
+    let cursor = query.cursor(parse_cursor)?;
+    let outcome = non_empty(query.filters.outcome);
     if let Some(outcome) = &outcome
         && !OUTCOMES.contains(&outcome.as_str())
     {
@@ -72,36 +65,13 @@ async fn list_deliveries(
             quoted(outcome)
         )));
     }
-    let limit = match non_empty(query.limit) {
-        None => DEFAULT_LIMIT,
-        Some(text) => text
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| {
-                ApiError::unprocessable(format!(
-                    "limit must be a whole number from 1 to {MAX_LIMIT}, not {:?}",
-                    quoted(&text)
-                ))
-            })?,
-    };
-    let cursor = non_empty(query.cursor)
-        .map(|text| {
-            parse_cursor(&text).ok_or_else(|| {
-                ApiError::bad_request(format!(
-                    "cursor must be the next_cursor of a previous page, not {:?}",
-                    quoted(&text)
-                ))
-            })
-        })
-        .transpose()?;
     let filter = DeliveryFilter {
-        event: non_empty(query.event),
+        event: non_empty(query.filters.event),
         outcome,
     };
     let page = state
         .store
-        .list_deliveries(&filter, limit, cursor)
+        .list_deliveries(&filter, query.limit, cursor)
         .await
         .map_err(ApiError::internal)?;
     Ok(ApiJson(page))
@@ -160,9 +130,4 @@ async fn replay_delivery(
 
 fn no_such_delivery(id: &str) -> ApiError {
     ApiError::not_found(format!("no delivery with id {:?}", quoted(id)))
-}
-
-/// Client input as quoted in an error message: short.
-fn quoted(text: &str) -> String {
-    text.chars().take(64).collect()
 }

@@ -151,7 +151,7 @@ where
     }
 }
 
-fn query_rejection(rejection: &QueryRejection) -> ApiError {
+pub(super) fn query_rejection(rejection: &QueryRejection) -> ApiError {
     let message = match rejection {
         QueryRejection::FailedToDeserializeQueryString(e) => {
             format!("invalid query string: {}", source_text(e))

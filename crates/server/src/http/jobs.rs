@@ -22,12 +22,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::AdminAuth;
-use super::{ApiError, ApiJson, ApiQuery, AppState};
+use super::page::{PageParams, PageQuery, non_empty, quoted};
+use super::{ApiError, ApiJson, AppState};
 
-/// Jobs per page when the client names no limit.
-const DEFAULT_LIMIT: u32 = 100;
-/// The largest page a client may ask for.
-const MAX_LIMIT: u32 = 1000;
 /// Events read from the store at once (job detail and event streams).
 const EVENT_BATCH: u32 = 500;
 /// An event stream reads the store this often even without a signal: signals are hints, and a
@@ -48,14 +45,11 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(retry_job))
 }
 
-/// The query of `GET /api/v1/jobs`. Values arrive as text and are checked here, so that a bad
-/// one gets a message naming what is accepted. An empty value counts as absent (HTML forms send
-/// empty fields); an unknown parameter is rejected, so a misspelt filter cannot silently match
-/// every job.
+/// The filters of `GET /api/v1/jobs`.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-struct ListJobsQuery {
+struct JobFilters {
     /// Only jobs of this kind.
     #[param(value_type = Option<JobKind>)]
     kind: Option<String>,
@@ -64,23 +58,10 @@ struct ListJobsQuery {
     state: Option<String>,
     /// Only jobs with this concurrency key (e.g. `installation:42`).
     key: Option<String>,
-    /// Jobs per page, 1 to 1000; default 100.
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
-    limit: Option<String>,
-    /// The `next_cursor` of the previous page.
-    #[param(value_type = Option<String>)]
-    cursor: Option<String>,
 }
 
-/// The list's filters and page, checked.
-struct ListRequest {
-    filter: JobFilter,
-    limit: u32,
-    cursor: Option<String>,
-}
-
-impl ListJobsQuery {
-    fn check(self) -> Result<ListRequest, ApiError> {
+impl JobFilters {
+    fn check(self) -> Result<JobFilter, ApiError> {
         let kind = non_empty(self.kind)
             .map(|kind| kind.parse::<JobKind>())
             .transpose()
@@ -89,45 +70,17 @@ impl ListJobsQuery {
             .map(|state| state.parse::<JobState>())
             .transpose()
             .map_err(|e| ApiError::unprocessable(format!("state: {e}")))?;
-        let limit = match non_empty(self.limit) {
-            None => DEFAULT_LIMIT,
-            Some(text) => text
-                .parse::<u32>()
-                .ok()
-                .filter(|limit| (1..=MAX_LIMIT).contains(limit))
-                .ok_or_else(|| {
-                    ApiError::unprocessable(format!(
-                        "limit must be a whole number from 1 to {MAX_LIMIT}, not {:?}",
-                        quoted(&text)
-                    ))
-                })?,
-        };
-        // The cursor is a job id the server handed out; anything else is a malformed request.
-        let cursor = non_empty(self.cursor)
-            .map(|text| {
-                canonical_uuid(&text).ok_or_else(|| {
-                    ApiError::bad_request(format!(
-                        "cursor must be the next_cursor of a previous page (a job id), not {:?}",
-                        quoted(&text)
-                    ))
-                })
-            })
-            .transpose()?;
-        Ok(ListRequest {
-            filter: JobFilter {
-                kind: kind.map(|kind| kind.as_str().to_owned()),
-                state,
-                concurrency_key: non_empty(self.key),
-            },
-            limit,
-            cursor,
+        Ok(JobFilter {
+            kind: kind.map(|kind| kind.as_str().to_owned()),
+            state,
+            concurrency_key: non_empty(self.key),
         })
     }
 }
 
 /// `GET /api/v1/jobs`: jobs, newest first, one page at a time.
 #[utoipa::path(get, path = "/api/v1/jobs", tag = "jobs",
-    params(ListJobsQuery),
+    params(PageParams, JobFilters),
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "One page of jobs, newest first", body = Page<Job>),
@@ -137,12 +90,14 @@ impl ListJobsQuery {
 async fn list_jobs(
     _: AdminAuth,
     State(state): State<AppState>,
-    ApiQuery(query): ApiQuery<ListJobsQuery>,
+    query: PageQuery<JobFilters>,
 ) -> Result<ApiJson<Page<Job>>, ApiError> {
-    let request = query.check()?;
+    // The cursor is a job id the server handed out; anything else is a malformed request.
+    let cursor = query.cursor(canonical_uuid)?;
+    let filter = query.filters.check()?;
     let page = state
         .store
-        .list_jobs(&request.filter, request.limit, request.cursor.as_deref())
+        .list_jobs(&filter, query.limit, cursor.as_deref())
         .await
         .map_err(ApiError::internal)?;
     Ok(ApiJson(page))
@@ -481,13 +436,4 @@ fn canonical_uuid(text: &str) -> Option<String> {
     uuid::Uuid::parse_str(text.trim())
         .ok()
         .map(|id| id.hyphenated().to_string())
-}
-
-fn non_empty(value: Option<String>) -> Option<String> {
-    value.filter(|text| !text.is_empty())
-}
-
-/// Client input as quoted in an error message: short, so that a huge value does not come back.
-fn quoted(text: &str) -> String {
-    text.chars().take(64).collect()
 }

@@ -1,18 +1,17 @@
-//! Routing decisions, from the payload alone: every fixture of `../shared/fixtures`, and the
+//! Routing decisions, from the payload alone: every webhook fixture (the repository's set, which
+//! covers every rule, and octokit's full set of `../shared` where a machine has it), and the
 //! rules of who may trigger.
 
-use std::path::{Path, PathBuf};
+use std::collections::BTreeSet;
+use std::path::Path;
 
 use kodiai_protocol::{JobKind, JobSpec, MentionSource};
+use kodiai_test_support::webhooks::{every_fixture, fixtures_dir, shared_fixtures_dir};
 use pretty_assertions::assert_eq;
 use serde_json::{Value, json};
 
 use super::*;
 use kodiai_runtime::config::{Config, Env};
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/github-webhooks")
-}
 
 fn ingress(env: &[(&str, &str)]) -> Ingress {
     let env: Env = env
@@ -34,26 +33,16 @@ fn route(ingress: &Ingress, event: &str, payload: &Value) -> Decision {
         .decision
 }
 
-/// Every fixture file as (event, file name, payload).
-fn every_fixture() -> Vec<(String, String, Value)> {
-    let mut all = Vec::new();
-    for dir in std::fs::read_dir(fixtures())
-        .expect("the fixtures folder (../shared beside the repository)")
-    {
-        let dir = dir.unwrap().path();
-        let event = dir.file_name().unwrap().to_str().unwrap().to_owned();
-        if event.starts_with('_') || !dir.is_dir() {
-            continue;
-        }
-        for file in std::fs::read_dir(&dir).unwrap() {
-            let path = file.unwrap().path();
-            let text = std::fs::read_to_string(&path).unwrap();
-            let name = path.file_name().unwrap().to_str().unwrap().to_owned();
-            all.push((event.clone(), name, serde_json::from_str(&text).unwrap()));
-        }
-    }
-    all.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
-    all
+/// Every fixture file of `dir` as (event, file name, payload).
+fn fixtures_in(dir: &Path) -> Vec<(String, String, Value)> {
+    every_fixture(dir)
+        .into_iter()
+        .map(|(event, name, bytes)| {
+            let payload =
+                serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{event}/{name}: {e}"));
+            (event, name, payload)
+        })
+        .collect()
 }
 
 fn kind(decision: &Decision) -> Option<JobKind> {
@@ -73,12 +62,11 @@ fn text_pointer(event: &str) -> Option<&'static str> {
     }
 }
 
-#[test]
-fn every_fixture_parses_and_routes_as_its_event_and_action_say() {
+/// Routes every payload of `all` and checks the decision its event and action call for, and
+/// the decision of the same payload with a mention.
+fn assert_routes_as_event_and_action_say(all: &[(String, String, Value)]) {
     let ingress = ingress(&[]);
-    let all = every_fixture();
-    assert!(all.len() >= 97, "{} fixtures", all.len());
-    for (event, name, payload) in &all {
+    for (event, name, payload) in all {
         let action = payload["action"].as_str().unwrap_or("");
         let what = format!("{event}/{name}");
         // Every routed event parses into its typed struct.
@@ -145,8 +133,80 @@ fn every_fixture_parses_and_routes_as_its_event_and_action_say() {
     }
 }
 
+/// The (event, action) pairs the repository's fixtures must include: every branch of the
+/// router that a payload of GitHub's takes (`ping`, unknown events and unknown installation
+/// actions are tested with payloads of their own).
+fn routing_rules() -> BTreeSet<(&'static str, &'static str)> {
+    let mut rules: BTreeSet<(&str, &str)> = REVIEW_ACTIONS
+        .iter()
+        .map(|action| ("pull_request", *action))
+        .collect();
+    rules.extend([
+        ("pull_request", "closed"),
+        ("issue_comment", "created"),
+        ("issue_comment", "edited"),
+        ("issue_comment", "deleted"),
+        ("pull_request_review_comment", "created"),
+        ("pull_request_review_comment", "edited"),
+        ("pull_request_review_comment", "deleted"),
+        ("pull_request_review", "submitted"),
+        ("pull_request_review", "dismissed"),
+        ("issues", "opened"),
+        ("issues", "edited"),
+        ("issues", "reopened"),
+        ("push", ""),
+        ("workflow_run", "completed"),
+        ("workflow_run", "requested"),
+        ("check_suite", "completed"),
+        ("check_suite", "requested"),
+        ("installation", "created"),
+        ("installation", "deleted"),
+        ("installation", "suspend"),
+        ("installation", "unsuspend"),
+        ("installation", "new_permissions_accepted"),
+        ("installation_repositories", "added"),
+        ("installation_repositories", "removed"),
+    ]);
+    rules
+}
+
+#[test]
+fn every_fixture_parses_and_routes_as_its_event_and_action_say() {
+    let all = fixtures_in(&fixtures_dir());
+    let have: BTreeSet<(&str, &str)> = all
+        .iter()
+        .map(|(event, _, payload)| (event.as_str(), payload["action"].as_str().unwrap_or("")))
+        .collect();
+    let missing: Vec<_> = routing_rules().difference(&have).copied().collect();
+    assert_eq!(missing, vec![], "rules without a fixture");
+    // The edge cases: an issue and a pull request without a body, an edit that changes no body.
+    let with = |event: &str, pointer: &str, value: Value| {
+        all.iter()
+            .any(|(e, _, p)| e == event && p.pointer(pointer) == Some(&value))
+    };
+    assert!(with("issues", "/issue/body", Value::Null), "an empty issue");
+    assert!(
+        with("pull_request", "/pull_request/body", Value::Null),
+        "a pull request with a null body"
+    );
+    assert!(with("issues", "/changes", json!({})), "an edit of no body");
+    assert_routes_as_event_and_action_say(&all);
+}
+
+/// The same over octokit's 97 examples, where `../shared` lies beside the repository.
+#[test]
+fn every_shared_fixture_parses_and_routes_as_its_event_and_action_say() {
+    let Some(dir) = shared_fixtures_dir() else {
+        eprintln!("skipped: no ../shared/fixtures/github-webhooks beside the repository");
+        return;
+    };
+    let all = fixtures_in(&dir);
+    assert!(all.len() >= 97, "{} fixtures", all.len());
+    assert_routes_as_event_and_action_say(&all);
+}
+
 fn fixture(path: &str) -> Value {
-    let text = std::fs::read_to_string(fixtures().join(path)).unwrap();
+    let text = std::fs::read_to_string(fixtures_dir().join(path)).unwrap();
     serde_json::from_str(&text).unwrap()
 }
 
@@ -334,6 +394,23 @@ fn review_comments_reply_in_their_thread() {
     assert_eq!(mention.reply_to, Some(17));
     assert!(mention.is_pull_request);
     assert_eq!(mention.source, MentionSource::ReviewComment);
+}
+
+#[test]
+fn installation_actions_that_change_nothing_are_ignored() {
+    let ingress = ingress(&[]);
+    let mut installation = fixture("installation/created.payload.json");
+    installation["action"] = json!("unknown_action");
+    assert_eq!(
+        reason(&route(&ingress, "installation", &installation)),
+        "installation unknown_action is not routed"
+    );
+    let mut repositories = fixture("installation_repositories/added.payload.json");
+    repositories["action"] = json!("unknown_action");
+    assert_eq!(
+        reason(&route(&ingress, "installation_repositories", &repositories)),
+        "installation_repositories unknown_action is not routed"
+    );
 }
 
 #[test]

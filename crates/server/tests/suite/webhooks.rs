@@ -12,7 +12,9 @@ use kodiai_protocol::{
 };
 use kodiai_store::{Signal, Store};
 use kodiai_test_support::expect_error;
-use kodiai_test_support::webhooks::{Delivery, fixture, fixtures_dir, signature};
+use kodiai_test_support::webhooks::{
+    Delivery, every_fixture, fixture, fixtures_dir, shared_fixtures_dir, signature,
+};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "webhook-tests-admin-token";
@@ -369,41 +371,93 @@ fn label(outcome: &DeliveryOutcome, jobs: &BTreeMap<String, String>) -> String {
     }
 }
 
+/// Sends every payload of the fixtures folder `dir` as its exact bytes, signed, as GitHub would
+/// send them; how many, and how many of each (event, outcome).
+async fn send_every_fixture(
+    app: &TestApp,
+    dir: &std::path::Path,
+) -> (usize, BTreeMap<(String, String), u32>) {
+    let store = app.state().store.clone();
+    let mut counts: BTreeMap<(String, String), u32> = BTreeMap::new();
+    let all = every_fixture(dir);
+    for (event, _, body) in &all {
+        let response = app.send_delivery(&Delivery::raw(event, body.clone())).await;
+        let outcome = ack(response, 202).await.outcome;
+        let jobs: BTreeMap<String, String> = match &outcome {
+            DeliveryOutcome::Job { job_id } => {
+                let job = store.job(job_id).await.unwrap().unwrap();
+                BTreeMap::from([(job_id.clone(), job.kind)])
+            }
+            _ => BTreeMap::new(),
+        };
+        *counts
+            .entry((event.clone(), label(&outcome, &jobs)))
+            .or_default() += 1;
+    }
+    (all.len(), counts)
+}
+
+fn counts_of(expected: &[(&str, &str, u32)]) -> BTreeMap<(String, String), u32> {
+    expected
+        .iter()
+        .map(|(e, o, n)| ((e.to_string(), o.to_string()), *n))
+        .collect()
+}
+
+/// installation/created registered its account and repository, then later deliveries
+/// (deleted, suspend, …) of the same installation updated it.
+async fn assert_installation_registered(app: &TestApp) {
+    let store = app.state().store.clone();
+    assert!(store.installation(957387).await.unwrap().is_some());
+    let repositories = store.repositories().await.unwrap();
+    assert!(
+        repositories
+            .iter()
+            .any(|r| r.full_name == "Codertocat/Hello-World"),
+        "{repositories:?}"
+    );
+}
+
 app_test!(
     every_fixture_is_stored_and_routed_and_installations_are_registered,
     builder | builder | {
         let Some(app) = app(builder).await else {
             return;
         };
-        let store = app.state().store.clone();
-        let mut counts: BTreeMap<(String, String), u32> = BTreeMap::new();
-        let mut files = 0;
-        for dir in std::fs::read_dir(fixtures_dir()).unwrap() {
-            let dir = dir.unwrap().path();
-            let event = dir.file_name().unwrap().to_str().unwrap().to_owned();
-            if event.starts_with('_') || !dir.is_dir() {
-                continue;
-            }
-            for file in std::fs::read_dir(&dir).unwrap() {
-                // The exact bytes of the file, signed, as GitHub would send them.
-                let body = std::fs::read(file.unwrap().path()).unwrap();
-                let response = app.send_delivery(&Delivery::raw(&event, body)).await;
-                let outcome = ack(response, 202).await.outcome;
-                let jobs: BTreeMap<String, String> = match &outcome {
-                    DeliveryOutcome::Job { job_id } => {
-                        let job = store.job(job_id).await.unwrap().unwrap();
-                        BTreeMap::from([(job_id.clone(), job.kind)])
-                    }
-                    _ => BTreeMap::new(),
-                };
-                *counts
-                    .entry((event.clone(), label(&outcome, &jobs)))
-                    .or_default() += 1;
-                files += 1;
-            }
-        }
+        let (files, counts) = send_every_fixture(&app, &fixtures_dir()).await;
+        assert_eq!(files, 32);
+        let expected = counts_of(&[
+            ("check_suite", "recorded", 2),
+            ("installation", "recorded", 5),
+            ("installation_repositories", "recorded", 2),
+            ("issue_comment", "ignored", 4),
+            ("issues", "ignored", 4),
+            ("pull_request", "ignored", 1),
+            ("pull_request", "job:review", 5),
+            ("pull_request_review", "ignored", 2),
+            ("pull_request_review_comment", "ignored", 3),
+            ("push", "recorded", 2),
+            ("workflow_run", "recorded", 2),
+        ]);
+        assert_eq!(counts, expected);
+        assert_installation_registered(&app).await;
+    }
+);
+
+app_test!(
+    every_shared_fixture_is_stored_and_routed_and_installations_are_registered,
+    builder | builder | {
+        // octokit's 97 examples, where `../shared` lies beside the repository.
+        let Some(dir) = shared_fixtures_dir() else {
+            eprintln!("skipped: no ../shared/fixtures/github-webhooks beside the repository");
+            return;
+        };
+        let Some(app) = app(builder).await else {
+            return;
+        };
+        let (files, counts) = send_every_fixture(&app, &dir).await;
         assert_eq!(files, 97);
-        let expected: BTreeMap<(String, String), u32> = [
+        let expected = counts_of(&[
             ("check_suite", "recorded", 8),
             ("installation", "recorded", 6),
             ("installation_repositories", "recorded", 2),
@@ -415,22 +469,9 @@ app_test!(
             ("pull_request_review_comment", "ignored", 4),
             ("push", "recorded", 6),
             ("workflow_run", "recorded", 4),
-        ]
-        .into_iter()
-        .map(|(e, o, n)| ((e.to_owned(), o.to_owned()), n))
-        .collect();
+        ]);
         assert_eq!(counts, expected);
-
-        // installation/created registered its account and repository, then later deliveries
-        // (deleted, suspend, …) of the same installation updated it.
-        assert!(store.installation(957387).await.unwrap().is_some());
-        let repositories = store.repositories().await.unwrap();
-        assert!(
-            repositories
-                .iter()
-                .any(|r| r.full_name == "Codertocat/Hello-World"),
-            "{repositories:?}"
-        );
+        assert_installation_registered(&app).await;
     }
 );
 

@@ -13,7 +13,6 @@
 //! backends (SPEC §7: `github-comment`, `github-inline-comment`, `github-ci`, `github-files`);
 //! the native loop gets them all as they are.
 
-pub mod api;
 mod ci;
 pub mod comments;
 mod push;
@@ -97,7 +96,9 @@ impl TrackingComment {
                     .await?;
             }
             CommentPlace::ReviewThread { comment_id } => {
-                api::update_review_comment(&s.client, &s.owner, &s.repo, comment_id, &body).await?;
+                s.client
+                    .update_review_comment(&s.owner, &s.repo, comment_id, &body)
+                    .await?;
             }
         }
         Ok(())

@@ -6,6 +6,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::client::{InstallationClient, Result, body};
 
+mod threads;
+
+pub use threads::{CreatedPull, ReviewBody, ReviewComment};
+
 /// The most pull request files GitHub lists (its own cap).
 pub const MAX_PULL_FILES: usize = 3000;
 /// The most pull request commits GitHub lists.

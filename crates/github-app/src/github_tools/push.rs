@@ -12,7 +12,7 @@ use kodiai_github::sanitize::find_secrets;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{GithubScope, SharedChanges, api, github_failure};
+use super::{GithubScope, SharedChanges, github_failure};
 use crate::repo_config::WritePolicy;
 
 /// Where a job's commits go.
@@ -250,17 +250,18 @@ impl Tool for CreatePullRequest {
             }
         }
         let s = &a.scope;
-        let pull = api::create_pull_request(
-            &s.client,
-            &s.owner,
-            &s.repo,
-            &s.gate(args.title.trim()),
-            &a.target.branch,
-            base,
-            &s.gate(&body),
-        )
-        .await
-        .map_err(|e| github_failure("opening the pull request", &e))?;
+        let pull = s
+            .client
+            .create_pull_request(
+                &s.owner,
+                &s.repo,
+                &s.gate(args.title.trim()),
+                &a.target.branch,
+                base,
+                &s.gate(&body),
+            )
+            .await
+            .map_err(|e| github_failure("opening the pull request", &e))?;
         a.changes
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

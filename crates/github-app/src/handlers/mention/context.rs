@@ -12,8 +12,6 @@ use kodiai_github::rest::{PullFile, PullRequest, Repository, User};
 use kodiai_github::sanitize::sanitize_untrusted;
 use kodiai_protocol::{MentionJob, MentionSource};
 
-use crate::github_tools::api;
-
 /// At most this much of one comment or body goes into the prompt.
 const MAX_TEXT_CHARS: usize = 20_000;
 /// At most this many conversation comments (the latest ones).
@@ -68,15 +66,16 @@ async fn trigger_time(
     fallback: DateTime<Utc>,
 ) -> Result<DateTime<Utc>> {
     let found = match (job.source, job.comment_id) {
-        (MentionSource::IssueComment, Some(id)) => api::get_issue_comment(client, owner, repo, id)
+        (MentionSource::IssueComment, Some(id)) => client
+            .get_issue_comment(owner, repo, id)
             .await
             .map(|c| c.created_at),
-        (MentionSource::ReviewComment, Some(id)) => {
-            api::get_review_comment(client, owner, repo, id)
-                .await
-                .map(|c| c.created_at)
-        }
-        (MentionSource::Review, Some(id)) => api::get_review(client, owner, repo, job.number, id)
+        (MentionSource::ReviewComment, Some(id)) => client
+            .get_review_comment(owner, repo, id)
+            .await
+            .map(|c| c.created_at),
+        (MentionSource::Review, Some(id)) => client
+            .get_review(owner, repo, job.number, id)
             .await
             .map(|r| r.submitted_at),
         _ => Ok(None),
@@ -105,7 +104,8 @@ pub async fn gather(
     // issue's own body brings that body as delivered, so the current one is not shown.
     let shows_body = job.is_pull_request || job.source != MentionSource::Issue;
     let edited_after = shows_body
-        && api::body_edited_at(client, owner, repo, job.number)
+        && client
+            .body_edited_at(owner, repo, job.number)
             .await?
             .is_some_and(|at| at > cutoff);
     let mut body_text = |body: Option<&str>| {
@@ -178,7 +178,7 @@ pub async fn gather(
     }
 
     if let Some(pull) = &pull {
-        let reviews = api::list_reviews(client, owner, repo, pull.number).await?;
+        let reviews = client.list_reviews(owner, repo, pull.number).await?;
         let mut shown = String::new();
         for r in &reviews {
             let body = r.body.as_deref().unwrap_or_default();
@@ -204,7 +204,8 @@ pub async fn gather(
         if job.source == MentionSource::ReviewComment
             && let Some(root) = job.reply_to
         {
-            let thread: Vec<_> = api::list_review_comments(client, owner, repo, pull.number)
+            let thread: Vec<_> = client
+                .list_review_comments(owner, repo, pull.number)
                 .await?
                 .into_iter()
                 .filter(|c| c.id == root || c.in_reply_to_id == Some(root))

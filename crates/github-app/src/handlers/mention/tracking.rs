@@ -5,7 +5,7 @@
 use kodiai_protocol::{MentionJob, MentionSource};
 use serde_json::{Value, json};
 
-use crate::github_tools::{CommentPlace, GithubScope, TrackingComment, api};
+use crate::github_tools::{CommentPlace, GithubScope, TrackingComment};
 use crate::handlers::github_error;
 use kodiai_runtime::jobs::{JobContext, JobError};
 
@@ -70,7 +70,8 @@ pub async fn open(
         .filter(|_| job.source == MentionSource::ReviewComment);
     // A crash between posting and recording the step: the marker finds the comment.
     let found = if thread.is_some() {
-        api::list_review_comments(client, owner, repo, job.number)
+        client
+            .list_review_comments(owner, repo, job.number)
             .await
             .map_err(github_error)?
             .into_iter()

@@ -11,7 +11,7 @@ use kodiai_github::rest::{NewReview, NewReviewComment};
 use kodiai_github::review::{PostedReview, post_review};
 
 use crate::github_tools::review::{fingerprint, side_text};
-use crate::github_tools::{Finding, GithubScope, api};
+use crate::github_tools::{Finding, GithubScope};
 
 /// The hidden marker of the review of `repository#number` at `head_sha` (SPEC §7).
 pub(crate) fn review_marker(repository: &str, number: u64, head_sha: &str) -> String {
@@ -54,7 +54,10 @@ pub(crate) async fn find_posted(
     head_sha: &str,
     approval_counts: bool,
 ) -> Result<Option<u64>, kodiai_github::client::Error> {
-    let reviews = api::list_reviews(&scope.client, &scope.owner, &scope.repo, scope.number).await?;
+    let reviews = scope
+        .client
+        .list_reviews(&scope.owner, &scope.repo, scope.number)
+        .await?;
     let ours = |login: &str| {
         let login = login.to_lowercase();
         scope

@@ -95,7 +95,16 @@ pub async fn answer(
     let tracking = Arc::new(tracking::open(ctx, &scope, job, &render::working()).await?);
     let started = Instant::now();
     let changes = SharedChanges::default();
-    let outcome = work_on(ctx, work, &scope, &tracking, job, config, &changes).await;
+    let run = MentionRun {
+        ctx,
+        work,
+        scope: &scope,
+        tracking: &tracking,
+        job,
+        config,
+        changes: &changes,
+    };
+    let outcome = work_on(run).await;
     let done = changes_of(&changes);
     match outcome {
         Ok(report) => {
@@ -211,16 +220,29 @@ pub(super) async fn react(
     }
 }
 
+/// One answer's parts, passed down the flow together.
+#[derive(Clone, Copy)]
+struct MentionRun<'a> {
+    ctx: &'a JobContext,
+    work: &'a GithubWork,
+    scope: &'a GithubScope,
+    tracking: &'a Arc<TrackingComment>,
+    job: &'a MentionJob,
+    config: &'a RepoConfig,
+    /// What the agent's tools changed, for the final comment.
+    changes: &'a SharedChanges,
+}
+
 /// Context, worktree, agent. Returns how the agent's run ended; [`Stop`] when it could not run.
-async fn work_on(
-    ctx: &JobContext,
-    work: &GithubWork,
-    scope: &GithubScope,
-    tracking: &Arc<TrackingComment>,
-    job: &MentionJob,
-    config: &RepoConfig,
-    changes: &SharedChanges,
-) -> Result<Report, Stop> {
+async fn work_on(run: MentionRun<'_>) -> Result<Report, Stop> {
+    let MentionRun {
+        ctx,
+        work,
+        scope,
+        job,
+        config,
+        ..
+    } = run;
     let workspaces = work
         .workspaces()
         .ok_or_else(|| Stop::permanent("this worker has no workspaces configured"))?;
@@ -269,20 +291,7 @@ async fn work_on(
         })?;
     let checkout = Arc::new(checkout);
     let push_target = push_target(&gathered, job, &token)?;
-    let report = run_agent(
-        ctx,
-        work,
-        scope,
-        tracking,
-        job,
-        config,
-        changes,
-        &gathered,
-        &checkout,
-        push_target,
-        engine,
-    )
-    .await;
+    let report = run_agent(run, &gathered, &checkout, push_target, engine).await;
     // The tools hold the worktree too; whoever drops it last removes it.
     if let Ok(checkout) = Arc::try_unwrap(checkout)
         && let Err(e) = checkout.remove().await
@@ -348,20 +357,22 @@ fn push_target(
     }
 }
 
-#[allow(clippy::too_many_arguments, reason = "one job's parts, passed once")]
 async fn run_agent(
-    ctx: &JobContext,
-    work: &GithubWork,
-    scope: &GithubScope,
-    tracking: &Arc<TrackingComment>,
-    job: &MentionJob,
-    config: &RepoConfig,
-    changes: &SharedChanges,
+    run: MentionRun<'_>,
     gathered: &Gathered,
     checkout: &Arc<Checkout>,
     push_target: PushTarget,
     engine: Engine,
 ) -> Result<Report, Stop> {
+    let MentionRun {
+        ctx,
+        work,
+        scope,
+        tracking,
+        job,
+        config,
+        changes,
+    } = run;
     let root = WorkspaceRoot::new(checkout.path())
         .map_err(|e| Stop::permanent(format!("the worktree is unusable: {e}")))?;
     let mut tools = ToolGroups::default();

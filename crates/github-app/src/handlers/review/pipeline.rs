@@ -142,10 +142,16 @@ pub(crate) async fn review(
             }
         })?;
     let checkout = Arc::new(checkout);
-    let outcome = review_in(
-        ctx, work, &scope, job, config, input, &checkout, engine, &marker,
-    )
-    .await;
+    let run = ReviewRun {
+        ctx,
+        work,
+        scope: &scope,
+        job,
+        config,
+        checkout: &checkout,
+        marker: &marker,
+    };
+    let outcome = review_in(run, input, engine).await;
     // The tools hold the worktree too; whoever drops it last removes it.
     if let Ok(checkout) = Arc::try_unwrap(checkout)
         && let Err(e) = checkout.remove().await
@@ -234,19 +240,34 @@ fn failed(what: &str, e: &kodiai_github::client::Error) -> JobError {
     }
 }
 
+/// One review's parts once its worktree is there, passed down the pipeline together.
+#[derive(Clone, Copy)]
+struct ReviewRun<'a> {
+    ctx: &'a JobContext,
+    work: &'a GithubWork,
+    scope: &'a GithubScope,
+    job: &'a ReviewJob,
+    config: &'a RepoConfig,
+    checkout: &'a Arc<Checkout>,
+    /// The hidden marker of this review (its head, or the request it answers).
+    marker: &'a str,
+}
+
 /// The review once the worktree is there.
-#[allow(clippy::too_many_arguments, reason = "one job's parts, passed once")]
 async fn review_in(
-    ctx: &JobContext,
-    work: &GithubWork,
-    scope: &GithubScope,
-    job: &ReviewJob,
-    config: &RepoConfig,
+    run: ReviewRun<'_>,
     mut input: ReviewInput,
-    checkout: &Arc<Checkout>,
     engine: Engine,
-    marker: &str,
 ) -> Result<Value, JobError> {
+    let ReviewRun {
+        ctx,
+        job,
+        config,
+        checkout,
+        scope,
+        marker,
+        ..
+    } = run;
     // Anchors are checked against the pull request's diff as GitHub has it.
     let diff = Arc::new(Diff::from_pull_files(&input.files));
     let (review_scope, files) = incremental_files(ctx, job, config, checkout.path()).await?;
@@ -282,19 +303,7 @@ async fn review_in(
             "files_skipped": prompt.skipped.len(),
         }))
         .await;
-    let report = run_agent(
-        ctx,
-        work,
-        scope,
-        job,
-        config,
-        checkout,
-        engine,
-        Arc::clone(&diff),
-        prompt.system,
-        user,
-    )
-    .await?;
+    let report = run_agent(run, engine, Arc::clone(&diff), prompt.system, user).await?;
 
     // A review asked for again does not repeat what earlier reviews said either.
     let posted_before = if config.review.incremental || requested(job) {
@@ -472,19 +481,22 @@ async fn incremental_files(
     }
 }
 
-#[allow(clippy::too_many_arguments, reason = "one job's parts, passed once")]
 async fn run_agent(
-    ctx: &JobContext,
-    work: &GithubWork,
-    scope: &GithubScope,
-    job: &ReviewJob,
-    config: &RepoConfig,
-    checkout: &Arc<Checkout>,
+    run: ReviewRun<'_>,
     engine: Engine,
     diff: Arc<Diff>,
     system: String,
     user: String,
 ) -> Result<AgentReport, JobError> {
+    let ReviewRun {
+        ctx,
+        work,
+        scope,
+        job,
+        config,
+        checkout,
+        ..
+    } = run;
     let root = WorkspaceRoot::new(checkout.path())
         .map_err(|e| JobError::permanent(format!("the worktree is unusable: {e}")))?;
     let findings = SharedFindings::default();

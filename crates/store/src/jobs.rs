@@ -3,9 +3,7 @@
 //! the event log, and the reads of the API.
 //!
 //! Every function takes `now` from the caller (the worker's clock), so that tests move time
-//! by hand; timestamps are truncated to microseconds, PostgreSQL's precision, so that both
-//! backends store the same values. On SQLite they are RFC 3339 text in UTC written by sqlx in
-//! one format, so text order is time order.
+//! by hand; timestamps are truncated to microseconds ([`ts`]).
 //!
 //! A worker owns a running job through its [`Lease`]: the owner name *and* the attempt number.
 //! Every write of a worker checks both, so a worker that lost its job (lease expired and the job
@@ -14,7 +12,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
 use kodiai_protocol::{
     FailureReason, Job, JobEvent, JobEventKind, JobFailure, JobKind, JobSpec, JobState, Page,
 };
@@ -22,8 +20,9 @@ use serde_json::{Value, json};
 use sqlx::pool::PoolConnection;
 use sqlx::types::Json;
 
+use crate::db::{self, epoch_secs, in_transaction, on_reader, on_tx, ts};
 use crate::signals::Signal;
-use crate::{Error, Inner, Result, Store};
+use crate::{Error, Inner, Result, Store, Tx};
 
 /// Columns of `jobs` read into a [`JobRow`], as a literal so that queries stay `&'static str`.
 macro_rules! job_columns {
@@ -48,39 +47,6 @@ macro_rules! finish_update {
             $more_set,
             " WHERE id = $9 AND state = 'running' AND lease_owner = $10 AND attempts = $11"
         )
-    };
-}
-
-/// Runs `$body` with `$conn` bound to the pool for reads (SQLite: the reader pool).
-macro_rules! with_reader {
-    ($store:expr, |$conn:ident| $body:expr) => {
-        match &$store.inner {
-            Inner::Sqlite { reader, .. } => {
-                let $conn = reader;
-                $body
-            }
-            Inner::Postgres(pool) => {
-                let $conn = pool;
-                $body
-            }
-        }
-    };
-}
-
-/// Runs `$body` with `$tx` bound to a new transaction (SQLite: on the one writer connection).
-/// `$body` must commit; dropping the transaction rolls it back.
-macro_rules! in_transaction {
-    ($store:expr, |$tx:ident| $body:expr) => {
-        match &$store.inner {
-            Inner::Sqlite { writer, .. } => {
-                let mut $tx = writer.begin().await?;
-                $body
-            }
-            Inner::Postgres(pool) => {
-                let mut $tx = pool.begin().await?;
-                $body
-            }
-        }
     };
 }
 
@@ -428,18 +394,6 @@ impl EventRow {
     }
 }
 
-/// Both backends keep microseconds.
-pub(crate) fn ts(at: DateTime<Utc>) -> DateTime<Utc> {
-    at.trunc_subsecs(6)
-}
-
-fn epoch_secs(at: DateTime<Utc>) -> f64 {
-    // Microsecond timestamps fit a double's 53-bit mantissa exactly for millennia.
-    #[allow(clippy::cast_precision_loss, reason = "see above")]
-    let micros = at.timestamp_micros() as f64;
-    micros / 1_000_000.0
-}
-
 fn lease_until(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
     ts(now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX))
 }
@@ -618,56 +572,16 @@ impl FinishValues {
     }
 }
 
-/// A transaction that other writes can share with enqueues (a webhook delivery and its job
-/// are stored together or not at all). Dropping it without [`Tx::commit`] rolls back.
-pub struct Tx {
-    pub(crate) inner: TxInner,
-    store: Store,
-    queued: bool,
-}
-
-pub(crate) enum TxInner {
-    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
-    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
-}
-
 impl Tx {
     /// Enqueues a job inside this transaction; workers see it at commit.
     pub async fn enqueue(&mut self, job: &NewJob, now: DateTime<Utc>) -> Result<Enqueued> {
-        let enqueued = match &mut self.inner {
-            TxInner::Sqlite(tx) => insert_job!(&mut **tx, job, now),
-            TxInner::Postgres(tx) => insert_job!(&mut **tx, job, now),
-        };
+        let enqueued = on_tx!(self, |conn| insert_job!(conn, job, now));
         self.queued |= enqueued.created;
         Ok(enqueued)
-    }
-
-    pub async fn commit(self) -> Result<()> {
-        match self.inner {
-            TxInner::Sqlite(tx) => tx.commit().await?,
-            TxInner::Postgres(tx) => tx.commit().await?,
-        }
-        if self.queued {
-            self.store.signal_local(Signal::JobsQueued);
-        }
-        Ok(())
     }
 }
 
 impl Store {
-    /// Starts a transaction for enqueues together with other writes.
-    pub async fn begin(&self) -> Result<Tx> {
-        let inner = match &self.inner {
-            Inner::Sqlite { writer, .. } => TxInner::Sqlite(writer.begin().await?),
-            Inner::Postgres(pool) => TxInner::Postgres(pool.begin().await?),
-        };
-        Ok(Tx {
-            inner,
-            store: self.clone(),
-            queued: false,
-        })
-    }
-
     /// Enqueues one job. With a dedupe key that exists already, returns that job instead.
     pub async fn enqueue(&self, job: &NewJob, now: DateTime<Utc>) -> Result<Enqueued> {
         let mut tx = self.begin().await?;
@@ -1053,7 +967,7 @@ impl Store {
     /// One job.
     pub async fn job(&self, id: &str) -> Result<Option<Job>> {
         const SQL: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE id = $1");
-        let row: Option<JobRow> = with_reader!(self, |pool| sqlx::query_as(SQL)
+        let row: Option<JobRow> = on_reader!(self, |pool| sqlx::query_as(SQL)
             .bind(id)
             .fetch_optional(pool)
             .await?);
@@ -1075,7 +989,7 @@ impl Store {
              ORDER BY id DESC LIMIT $5"
         );
         let limit = limit.max(1);
-        let rows: Vec<JobRow> = with_reader!(self, |pool| {
+        let rows: Vec<JobRow> = on_reader!(self, |pool| {
             sqlx::query_as(SQL)
                 .bind(&filter.kind)
                 .bind(filter.state.map(JobState::as_str))
@@ -1089,7 +1003,7 @@ impl Store {
             .into_iter()
             .map(JobRow::into_job)
             .collect::<Result<Vec<_>>>()?;
-        Ok(crate::page(data, limit, |job| job.id.clone()))
+        Ok(db::page(data, limit, |job| job.id.clone()))
     }
 
     /// A job's events after `after` (0 for all), in order, at most `limit`.
@@ -1101,7 +1015,7 @@ impl Store {
     ) -> Result<Vec<JobEvent>> {
         const SQL: &str = "SELECT job_id, CAST(seq AS BIGINT) AS seq, kind, data, created_at \
              FROM job_events WHERE job_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
-        let rows: Vec<EventRow> = with_reader!(self, |pool| {
+        let rows: Vec<EventRow> = on_reader!(self, |pool| {
             sqlx::query_as(SQL)
                 .bind(job_id)
                 .bind(after)
@@ -1116,7 +1030,7 @@ impl Store {
     pub async fn steps(&self, job_id: &str) -> Result<Vec<JobEvent>> {
         const SQL: &str = "SELECT job_id, CAST(seq AS BIGINT) AS seq, kind, data, created_at \
              FROM job_events WHERE job_id = $1 AND kind = 'step' ORDER BY seq";
-        let rows: Vec<EventRow> = with_reader!(self, |pool| sqlx::query_as(SQL)
+        let rows: Vec<EventRow> = on_reader!(self, |pool| sqlx::query_as(SQL)
             .bind(job_id)
             .fetch_all(pool)
             .await?);
@@ -1127,7 +1041,7 @@ impl Store {
     pub async fn job_counts(&self) -> Result<Vec<(String, JobState, i64)>> {
         const SQL: &str = "SELECT kind, state, COUNT(*) FROM jobs GROUP BY kind, state";
         let rows: Vec<(String, String, i64)> =
-            with_reader!(self, |pool| sqlx::query_as(SQL).fetch_all(pool).await?);
+            on_reader!(self, |pool| sqlx::query_as(SQL).fetch_all(pool).await?);
         rows.into_iter()
             .map(|(kind, state, count)| {
                 let state = state.parse().map_err(|e| Error::Corrupt(format!("{e}")))?;
@@ -1141,7 +1055,7 @@ impl Store {
         // Few kinds: filtering after the MIN per kind keeps the SQL one string for both backends.
         const SQL: &str = "SELECT kind, MIN(run_at) FROM jobs WHERE state = 'queued' GROUP BY kind";
         let rows: Vec<(String, Option<DateTime<Utc>>)> =
-            with_reader!(self, |pool| sqlx::query_as(SQL).fetch_all(pool).await?);
+            on_reader!(self, |pool| sqlx::query_as(SQL).fetch_all(pool).await?);
         Ok(rows
             .into_iter()
             .filter(|(kind, _)| kinds.iter().any(|k| k.as_str() == kind))

@@ -11,40 +11,8 @@ use kodiai_protocol::{Delivery, DeliveryDetail, DeliveryOutcome, Page};
 use serde_json::Value;
 use sqlx::types::Json;
 
-use crate::jobs::{TxInner, ts};
-use crate::{Error, Inner, Result, Store, Tx};
-
-/// Runs `$body` with `$conn` bound to the open transaction's connection, on either backend.
-macro_rules! on_tx {
-    ($tx:expr, |$conn:ident| $body:expr) => {
-        match &mut $tx.inner {
-            TxInner::Sqlite(tx) => {
-                let $conn = &mut **tx;
-                $body
-            }
-            TxInner::Postgres(tx) => {
-                let $conn = &mut **tx;
-                $body
-            }
-        }
-    };
-}
-
-/// Runs `$body` with `$conn` bound to the pool for reads (SQLite: the reader pool).
-macro_rules! on_reader {
-    ($store:expr, |$conn:ident| $body:expr) => {
-        match &$store.inner {
-            Inner::Sqlite { reader, .. } => {
-                let $conn = reader;
-                $body
-            }
-            Inner::Postgres(pool) => {
-                let $conn = pool;
-                $body
-            }
-        }
-    };
-}
+use crate::db::{self, TxInner, on_reader, on_tx, ts};
+use crate::{Error, Result, Store, Tx};
 
 /// A verified delivery to store, with what was decided about it.
 #[derive(Debug, Clone)]
@@ -436,7 +404,7 @@ impl Store {
             .into_iter()
             .map(DeliveryRow::into_delivery)
             .collect::<Result<Vec<_>>>()?;
-        Ok(crate::page(data, limit, cursor_of))
+        Ok(db::page(data, limit, cursor_of))
     }
 
     /// One delivery with its payload and jobs.

@@ -3,7 +3,8 @@
 //!
 //! Each backend has its own embedded migrations (`migrations/sqlite`, `migrations/postgres`);
 //! queries are runtime queries in SQL both backends accept, or split per backend where they
-//! cannot be. Every store test runs on both backends (see [`testing`]).
+//! cannot be. Every store test runs on both backends (see [`testing`]). What every table module
+//! needs to run them (the pools, transactions, timestamps, pages) is in `db`.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -17,6 +18,7 @@ use sqlx::sqlite::{
 };
 
 mod checkpointer;
+mod db;
 pub mod deliveries;
 pub mod jobs;
 pub mod llm_calls;
@@ -25,13 +27,14 @@ pub mod signals;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
+pub use db::Tx;
 pub use deliveries::{
     DeliveryFilter, InstallationRecord, InstallationState, InstallationUpdate, NewDelivery,
     RepositoryRecord, RepositoryUpdate, StoredOutcome,
 };
 pub use jobs::{
     ClaimRequest, Enqueued, Finish, JobFilter, KeyLimits, Lease, NewJob, RateLimit, Reaped,
-    Transition, Tx,
+    Transition,
 };
 pub use llm_calls::{LlmCall, ModelUsage, NewLlmCall};
 pub use reviews::{PostedFinding, ReviewRecord, ReviewedHead};
@@ -315,18 +318,11 @@ impl Store {
     /// Checks that the database answers and that every migration of this build is applied;
     /// returns how many are. `Err(NotReady)` carries the reason for `/ready`.
     pub async fn check_ready(&self) -> Result<u32> {
-        let applied: Vec<(i64, bool)> = match &self.inner {
-            Inner::Sqlite { reader, .. } => {
-                sqlx::query_as("SELECT version, success FROM _sqlx_migrations")
-                    .fetch_all(reader)
-                    .await
-            }
-            Inner::Postgres(pool) => {
-                sqlx::query_as("SELECT version, success FROM _sqlx_migrations")
-                    .fetch_all(pool)
-                    .await
-            }
-        }
+        let applied: Vec<(i64, bool)> = db::on_reader!(self, |pool| {
+            sqlx::query_as("SELECT version, success FROM _sqlx_migrations")
+                .fetch_all(pool)
+                .await
+        })
         .map_err(|e| match &e {
             sqlx::Error::Database(db) if is_missing_table(db.as_ref()) => {
                 Error::NotReady("migrations have not been applied (run `kodiai migrate`)".into())
@@ -433,20 +429,3 @@ async fn open_sqlite(path: &Path, max_connections: u32) -> Result<(SqlitePool, S
 
 #[cfg(test)]
 mod tests;
-
-/// One page of a list read with `LIMIT limit + 1`: the extra row, if it came, says that there
-/// is more, and the page's last row is where the next page starts.
-pub(crate) fn page<T>(
-    mut data: Vec<T>,
-    limit: u32,
-    cursor: impl Fn(&T) -> String,
-) -> kodiai_protocol::Page<T> {
-    let limit = limit as usize;
-    let next_cursor = if data.len() > limit {
-        data.truncate(limit);
-        data.last().map(cursor)
-    } else {
-        None
-    };
-    kodiai_protocol::Page { data, next_cursor }
-}

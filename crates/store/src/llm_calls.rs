@@ -2,9 +2,10 @@
 //! included) with its tokens, cost, duration, time to first token and outcome, and the totals
 //! by model.
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
 
-use crate::{Inner, Result, Store};
+use crate::db::{on_reader, on_writer, ts};
+use crate::{Result, Store};
 
 /// One model call to record.
 #[derive(Debug, Clone, PartialEq)]
@@ -125,11 +126,8 @@ macro_rules! bind_call {
 impl Store {
     /// Records one call; returns its id.
     pub async fn record_llm_call(&self, call: &NewLlmCall, now: DateTime<Utc>) -> Result<i64> {
-        let now = now.trunc_subsecs(6);
-        let id = match &self.inner {
-            Inner::Sqlite { writer, .. } => bind_call!(call, now).fetch_one(writer).await?,
-            Inner::Postgres(pool) => bind_call!(call, now).fetch_one(pool).await?,
-        };
+        let now = ts(now);
+        let id = on_writer!(self, |pool| bind_call!(call, now).fetch_one(pool).await?);
         Ok(id)
     }
 
@@ -144,40 +142,24 @@ impl Store {
     }
 
     async fn llm_calls_where(&self, sql: &'static str, key: &str) -> Result<Vec<LlmCall>> {
-        let rows = match &self.inner {
-            Inner::Sqlite { reader, .. } => {
-                sqlx::query_as::<_, LlmCall>(sql)
-                    .bind(key)
-                    .fetch_all(reader)
-                    .await?
-            }
-            Inner::Postgres(pool) => {
-                sqlx::query_as::<_, LlmCall>(sql)
-                    .bind(key)
-                    .fetch_all(pool)
-                    .await?
-            }
-        };
+        let rows = on_reader!(self, |pool| {
+            sqlx::query_as::<_, LlmCall>(sql)
+                .bind(key)
+                .fetch_all(pool)
+                .await?
+        });
         Ok(rows)
     }
 
     /// Tokens, cost and calls by model since `since`.
     pub async fn llm_usage_by_model(&self, since: DateTime<Utc>) -> Result<Vec<ModelUsage>> {
-        let since = since.trunc_subsecs(6);
-        let rows = match &self.inner {
-            Inner::Sqlite { reader, .. } => {
-                sqlx::query_as::<_, ModelUsage>(USAGE_BY_MODEL)
-                    .bind(since)
-                    .fetch_all(reader)
-                    .await?
-            }
-            Inner::Postgres(pool) => {
-                sqlx::query_as::<_, ModelUsage>(USAGE_BY_MODEL)
-                    .bind(since)
-                    .fetch_all(pool)
-                    .await?
-            }
-        };
+        let since = ts(since);
+        let rows = on_reader!(self, |pool| {
+            sqlx::query_as::<_, ModelUsage>(USAGE_BY_MODEL)
+                .bind(since)
+                .fetch_all(pool)
+                .await?
+        });
         Ok(rows)
     }
 }

@@ -5,9 +5,10 @@
 
 use std::collections::HashSet;
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
 
-use crate::{Inner, Result, Store};
+use crate::db::{in_transaction, on_reader, ts};
+use crate::{Result, Store};
 
 /// A posted review to remember: its pull request, the commit it reviewed, its findings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,19 +93,11 @@ impl Store {
     /// its findings' fingerprints are kept (one already known stays as first recorded). One
     /// transaction.
     pub async fn record_review(&self, record: &ReviewRecord, now: DateTime<Utc>) -> Result<()> {
-        let now = now.trunc_subsecs(6);
-        match &self.inner {
-            Inner::Sqlite { writer, .. } => {
-                let mut tx = writer.begin().await?;
-                write_review!(tx, record, now);
-                tx.commit().await?;
-            }
-            Inner::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                write_review!(tx, record, now);
-                tx.commit().await?;
-            }
-        }
+        let now = ts(now);
+        in_transaction!(self, |tx| {
+            write_review!(tx, record, now);
+            tx.commit().await?;
+        });
         Ok(())
     }
 
@@ -116,22 +109,13 @@ impl Store {
     ) -> Result<Option<ReviewedHead>> {
         let repository = key(repository);
         let number = int(pull_number);
-        let row: Option<(String, i64, DateTime<Utc>)> = match &self.inner {
-            Inner::Sqlite { reader, .. } => {
-                sqlx::query_as(SELECT_HEAD)
-                    .bind(&repository)
-                    .bind(number)
-                    .fetch_optional(reader)
-                    .await?
-            }
-            Inner::Postgres(pool) => {
-                sqlx::query_as(SELECT_HEAD)
-                    .bind(&repository)
-                    .bind(number)
-                    .fetch_optional(pool)
-                    .await?
-            }
-        };
+        let row: Option<(String, i64, DateTime<Utc>)> = on_reader!(self, |pool| {
+            sqlx::query_as(SELECT_HEAD)
+                .bind(&repository)
+                .bind(number)
+                .fetch_optional(pool)
+                .await?
+        });
         Ok(row.map(|(head_sha, review_id, reviewed_at)| ReviewedHead {
             head_sha,
             review_id: u64::try_from(review_id).unwrap_or_default(),
@@ -147,22 +131,13 @@ impl Store {
     ) -> Result<HashSet<String>> {
         let repository = key(repository);
         let number = int(pull_number);
-        let rows: Vec<String> = match &self.inner {
-            Inner::Sqlite { reader, .. } => {
-                sqlx::query_scalar(SELECT_FINGERPRINTS)
-                    .bind(&repository)
-                    .bind(number)
-                    .fetch_all(reader)
-                    .await?
-            }
-            Inner::Postgres(pool) => {
-                sqlx::query_scalar(SELECT_FINGERPRINTS)
-                    .bind(&repository)
-                    .bind(number)
-                    .fetch_all(pool)
-                    .await?
-            }
-        };
+        let rows: Vec<String> = on_reader!(self, |pool| {
+            sqlx::query_scalar(SELECT_FINGERPRINTS)
+                .bind(&repository)
+                .bind(number)
+                .fetch_all(pool)
+                .await?
+        });
         Ok(rows.into_iter().collect())
     }
 }

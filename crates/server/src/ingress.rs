@@ -388,23 +388,8 @@ impl Ingress {
         self.mention(delivery_id, place, body, &e.issue.user, &e.sender)
     }
 
-    /// Stores a delivery with what it leads to, in one transaction. Answers what became of it
-    /// (`Duplicate` when its id was stored before). The webhook route goes through
-    /// [`DeliveryWriter`] instead, which puts many deliveries in one transaction.
-    pub async fn accept(
-        &self,
-        store: &Store,
-        incoming: &Incoming<'_>,
-        routed: &Routed,
-        now: DateTime<Utc>,
-    ) -> kodiai_store::Result<DeliveryOutcome> {
-        let mut tx = store.begin().await?;
-        let outcome = self.store_in(&mut tx, incoming, routed, now).await?;
-        tx.commit().await?;
-        Ok(outcome)
-    }
-
-    /// Stores a delivery with what it leads to inside `tx`.
+    /// Stores a delivery with what it leads to inside `tx` (the [`DeliveryWriter`]'s group):
+    /// `Duplicate` when its id was stored before.
     async fn store_in(
         &self,
         tx: &mut Tx,
@@ -612,4 +597,4 @@ fn installation_repositories(e: &InstallationRepositoriesEvent) -> Decision {
 mod tests;
 mod writer;
 
-pub use writer::{DeliveryWriter, OwnedIncoming, WriteError};
+pub use writer::{Accepted, DeliveryWriter, OwnedIncoming, WriteError};

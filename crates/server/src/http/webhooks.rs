@@ -19,7 +19,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{ApiError, ApiJson, AppState};
-use crate::ingress::{DeliveryWriter, Incoming, Ingress, OwnedIncoming};
+use crate::ingress::{Accepted, DeliveryWriter, Ingress, OwnedIncoming, WriteError};
 
 /// GitHub's own cap on a webhook payload.
 pub const BODY_LIMIT: usize = 25 * 1024 * 1024;
@@ -74,24 +74,19 @@ async fn receive(
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
     let payload = payload_text(&body, form)?;
 
-    let incoming = Incoming {
-        delivery_id,
-        event,
-        payload: &payload,
-    };
-    let routed = ingress
-        .route(&incoming)
-        .map_err(|e| ApiError::bad_request(format!("the payload is not JSON: {e}")))?;
-    let owned = OwnedIncoming {
+    let incoming = OwnedIncoming {
         delivery_id: delivery_id.to_owned(),
         event: event.to_owned(),
         payload: payload.into_owned(),
     };
-    let ping = routed.ping;
-    let outcome = writer
-        .accept(owned, routed, state.clock.now())
-        .await
-        .map_err(ApiError::internal)?;
+    let Accepted { outcome, ping } =
+        writer
+            .accept(incoming, state.clock.now())
+            .await
+            .map_err(|e| match e {
+                WriteError::NotJson(_) => ApiError::bad_request(e.to_string()),
+                other => ApiError::internal(other),
+            })?;
     tracing::debug!(delivery_id, event, outcome = ?outcome, "webhook delivery");
     let status = if ping && outcome != DeliveryOutcome::Duplicate {
         StatusCode::OK

@@ -32,6 +32,24 @@ pub struct OwnedIncoming {
     pub payload: String,
 }
 
+impl OwnedIncoming {
+    fn borrowed(&self) -> super::Incoming<'_> {
+        super::Incoming {
+            delivery_id: &self.delivery_id,
+            event: &self.event,
+            payload: &self.payload,
+        }
+    }
+}
+
+/// What became of an accepted delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub outcome: DeliveryOutcome,
+    /// It was a `ping` (answered 200 rather than 202).
+    pub ping: bool,
+}
+
 struct Pending {
     incoming: OwnedIncoming,
     routed: Routed,
@@ -51,6 +69,9 @@ pub struct DeliveryWriter {
 /// Why a delivery was not stored.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
+    /// The payload is not JSON (the sender's fault: 400).
+    #[error("the payload is not JSON: {0}")]
+    NotJson(#[from] serde_json::Error),
     #[error(transparent)]
     Store(#[from] kodiai_store::Error),
     #[error("the delivery writer stopped")]
@@ -66,13 +87,15 @@ impl DeliveryWriter {
         }
     }
 
-    /// Stores a delivery with what it leads to; answers once it is committed.
+    /// Routes a delivery ([`Ingress::route`], in the caller's task) and stores it with what it
+    /// leads to; answers once its group is committed.
     pub async fn accept(
         &self,
         incoming: OwnedIncoming,
-        routed: Routed,
         now: DateTime<Utc>,
-    ) -> Result<DeliveryOutcome, WriteError> {
+    ) -> Result<Accepted, WriteError> {
+        let routed = self.ingress.route(&incoming.borrowed())?;
+        let ping = routed.ping;
         let sender = self.sender.get_or_init(|| {
             let (sender, receiver) = mpsc::channel(QUEUE);
             tokio::spawn(write_groups(
@@ -93,7 +116,8 @@ impl DeliveryWriter {
             .send(pending)
             .await
             .map_err(|_| WriteError::Stopped)?;
-        Ok(answer.await.map_err(|_| WriteError::Stopped)??)
+        let outcome = answer.await.map_err(|_| WriteError::Stopped)??;
+        Ok(Accepted { outcome, ping })
     }
 }
 
@@ -135,14 +159,14 @@ async fn write_group(
     let mut tx = store.begin().await?;
     let mut outcomes = Vec::with_capacity(group.len());
     for pending in group {
-        let incoming = super::Incoming {
-            delivery_id: &pending.incoming.delivery_id,
-            event: &pending.incoming.event,
-            payload: &pending.incoming.payload,
-        };
         outcomes.push(
             ingress
-                .store_in(&mut tx, &incoming, &pending.routed, pending.now)
+                .store_in(
+                    &mut tx,
+                    &pending.incoming.borrowed(),
+                    &pending.routed,
+                    pending.now,
+                )
                 .await?,
         );
     }

@@ -207,10 +207,17 @@ async fn server_run(
         accepted: AtomicU32::new(0),
     });
 
-    let _ = full_load(&sender, WARM_UP, options.concurrency).await;
+    let _ = full_load(&sender, WARM_UP, options.concurrency, Duration::ZERO).await;
     let warm = sender.accepted.load(Ordering::Relaxed);
+    // With slow jobs: every worker waiting on the model before the phase starts, and the phase
+    // long enough for jobs to finish (and new ones to be claimed) during it.
+    let mut at_least = Duration::ZERO;
+    if let Some(model) = model {
+        model.wait_for_calls(options.slow_workers).await?;
+        at_least = options.model_delay * 2;
+    }
     let calls_before = model.map_or(0, SlowModel::answered);
-    let full = full_load(&sender, options.deliveries, options.concurrency).await;
+    let full = full_load(&sender, options.deliveries, options.concurrency, at_least).await;
     let model_calls = model.map_or(0, SlowModel::answered) - calls_before;
     let mut paced_phases = Vec::new();
     if model.is_none() {
@@ -282,7 +289,7 @@ fn report(options: &IngressOptions, notes: &[String], runs: &[ServerRun]) -> Str
                 &mut out,
                 backend,
                 &format!(
-                    "full load, {} workers on {:.0}s jobs",
+                    "full load, {} workers on {:.1}s jobs",
                     options.slow_workers,
                     options.model_delay.as_secs_f64()
                 ),
@@ -463,8 +470,14 @@ impl Sender {
     }
 }
 
-/// `total` deliveries from `concurrency` senders as fast as the server answers.
-async fn full_load(sender: &Arc<Sender>, total: u32, concurrency: u32) -> Phase {
+/// `total` deliveries (more if `at_least` has not passed yet) from `concurrency` senders as
+/// fast as the server answers.
+async fn full_load(
+    sender: &Arc<Sender>,
+    total: u32,
+    concurrency: u32,
+    at_least: Duration,
+) -> Phase {
     let next = Arc::new(AtomicU32::new(0));
     let started = Instant::now();
     let mut tasks = JoinSet::new();
@@ -473,7 +486,7 @@ async fn full_load(sender: &Arc<Sender>, total: u32, concurrency: u32) -> Phase 
         let next = Arc::clone(&next);
         tasks.spawn(async move {
             let mut phase = Phase::default();
-            while next.fetch_add(1, Ordering::Relaxed) < total {
+            while next.fetch_add(1, Ordering::Relaxed) < total || started.elapsed() < at_least {
                 let at = Instant::now();
                 let ok = sender.send().await;
                 phase.latencies_ms.push(at.elapsed().as_secs_f64() * 1000.0);
@@ -534,6 +547,8 @@ async fn paced(sender: &Arc<Sender>, rate: u32, secs: u32) -> Phase {
 struct SlowModel {
     url: String,
     answered: Arc<AtomicU64>,
+    /// Calls received so far (answered or waiting).
+    received: tokio::sync::watch::Receiver<u64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -541,10 +556,13 @@ impl SlowModel {
     async fn start(delay: Duration) -> anyhow::Result<Self> {
         let answered = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&answered);
+        let (calls, received) = tokio::sync::watch::channel(0u64);
+        let calls = Arc::new(calls);
         let app = axum::Router::new().route(
             "/v1/messages",
             axum::routing::post(move || {
                 let counter = Arc::clone(&counter);
+                calls.send_modify(|n| *n += 1);
                 async move {
                     tokio::time::sleep(delay).await;
                     counter.fetch_add(1, Ordering::Relaxed);
@@ -565,8 +583,22 @@ impl SlowModel {
         Ok(Self {
             url: format!("http://{addr}"),
             answered,
+            received,
             task,
         })
+    }
+
+    /// Waits until `calls` calls have come in (30 s at most: then the workers are not calling).
+    async fn wait_for_calls(&self, calls: u32) -> anyhow::Result<()> {
+        let mut received = self.received.clone();
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            received.wait_for(|n| *n >= u64::from(calls)),
+        )
+        .await
+        .context("the workers did not call the model within 30 s")?
+        .context("the fake model stopped")?;
+        Ok(())
     }
 
     fn answered(&self) -> u64 {

@@ -28,7 +28,7 @@ use tokio::task::JoinSet;
 use kodiai_runtime::jobs::{Clock, Handlers, Outcome, Worker, WorkerSettings};
 
 mod ingress;
-pub use ingress::{IngressOptions, ingress};
+pub use ingress::{IngressOptions, ingress, slow_review_handlers};
 pub mod review_context;
 pub mod search;
 
@@ -518,6 +518,14 @@ impl BenchDb {
         })
     }
 
+    /// The `DATABASE_URL` of this database.
+    fn url(&self) -> String {
+        match &self.location {
+            DatabaseLocation::Sqlite(path) => format!("sqlite://{}", path.display()),
+            DatabaseLocation::Postgres(url) => url.clone(),
+        }
+    }
+
     /// Drops the PostgreSQL database (best effort: a failure leaves a `kodiai_bench_` database
     /// behind, which is not worth failing the benchmark for).
     async fn drop_database(&self) {
@@ -553,7 +561,7 @@ impl KodiaiProcess {
         env: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
         let (child, _, logs) =
-            spawn_logged(exe, "worker", data_dir, env, "workers running").await?;
+            spawn_logged(exe, &["worker"], data_dir, env, "workers running").await?;
         Ok(Self { child, logs })
     }
 
@@ -589,7 +597,18 @@ impl ServeProcess {
     /// Starts `exe serve` with `env` on top of a clean environment for kodiai's own settings,
     /// and returns once it logged the address it listens on.
     pub async fn start(exe: &Path, data_dir: &Path, env: &[(&str, &str)]) -> anyhow::Result<Self> {
-        let (child, entry, logs) = spawn_logged(exe, "serve", data_dir, env, "listening").await?;
+        Self::start_command(exe, &["serve"], data_dir, env).await
+    }
+
+    /// [`ServeProcess::start`] with another command that logs `listening` with its address
+    /// (`kodiai bench ingress-server`).
+    pub async fn start_command(
+        exe: &Path,
+        args: &[&str],
+        data_dir: &Path,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
+        let (child, entry, logs) = spawn_logged(exe, args, data_dir, env, "listening").await?;
         let addr = entry["addr"].as_str().unwrap_or_default();
         let addr = addr
             .parse()
@@ -615,12 +634,12 @@ impl std::ops::DerefMut for ServeProcess {
     }
 }
 
-/// Starts `exe <command>` with JSON logs and kodiai's settings cleared but for `env`, reads its
+/// Starts `exe <args>` with JSON logs and kodiai's settings cleared but for `env`, reads its
 /// stdout until a log line with message `ready`, and returns the child, that line, and the later
 /// lines (read on, so that the child never blocks on a full pipe).
 async fn spawn_logged(
     exe: &Path,
-    command_name: &str,
+    args: &[&str],
     data_dir: &Path,
     env: &[(&str, &str)],
     ready: &str,
@@ -629,9 +648,10 @@ async fn spawn_logged(
     serde_json::Value,
     mpsc::UnboundedReceiver<serde_json::Value>,
 )> {
+    let command_name = args.join(" ");
     let mut command = Command::new(exe);
     command
-        .arg(command_name)
+        .args(args)
         .env_remove("DATABASE_URL")
         .env_remove("KODIAI_CONFIG")
         .env("KODIAI_DATA_DIR", data_dir)

@@ -183,25 +183,49 @@ enum BenchCommand {
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
         runs: u32,
     },
-    /// Webhook ingress: signed 20 KB pull_request deliveries to `kodiai serve` on SQLite;
-    /// deliveries a second at full load, p50/p99 at a fixed rate, rows stored against 202s.
+    /// Webhook ingress: signed 20 KB pull_request deliveries to `kodiai serve` on SQLite and
+    /// PostgreSQL; deliveries a second at full load (alone, and with workers on slow jobs),
+    /// p50/p99 at fixed rates, rows stored against 202s.
     Ingress {
-        /// Deliveries of the full-load phase.
+        /// Deliveries of each full-load phase.
         #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
         deliveries: u32,
         /// Requests in flight at once during full load.
         #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
         concurrency: u32,
-        /// Deliveries a second of the paced phase.
-        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-        rate: u32,
-        /// Seconds of the paced phase.
+        /// Deliveries a second of the paced phases (one phase per rate).
+        #[arg(long, value_delimiter = ',', default_values_t = [500u32, 1000],
+            value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        rate: Vec<u32>,
+        /// Seconds of each paced phase.
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=3600))]
         seconds: u32,
-        /// Job workers of the server (0: jobs stay queued; only ingress is measured).
+        /// Job workers of the HTTP-only server (0: jobs stay queued; only ingress is measured).
         #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=256))]
         workers: u32,
+        /// Workers of the slow-jobs server, whose review jobs wait on a model call (0: no
+        /// slow-jobs phase).
+        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(0..=256))]
+        slow_workers: u32,
+        /// Milliseconds the fake model takes to answer each slow job.
+        #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(0..=600_000))]
+        model_delay_ms: u64,
+        /// The PostgreSQL server: each run creates a database `kodiai_bench_<uuid>` there and
+        /// drops it afterwards. When unreachable with `--backend both`, only SQLite is measured.
+        #[arg(
+            long,
+            env = "TEST_DATABASE_URL",
+            default_value = "postgres://postgres@127.0.0.1:5432/postgres",
+            hide_env_values = true
+        )]
+        database_url: String,
+        /// Which backends to measure.
+        #[arg(long, value_enum, default_value_t = BenchBackend::Both)]
+        backend: BenchBackend,
     },
+    /// `kodiai serve` whose review jobs make one model call each (for `bench ingress`).
+    #[command(hide = true)]
+    IngressServer,
     /// The agent's `search` tool against ripgrep (`rg`, when on PATH) on a generated tree.
     Search {
         /// Files in the generated tree.
@@ -305,7 +329,7 @@ fn main() -> ExitCode {
 
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
-        Command::Serve => serve(config).await,
+        Command::Serve => serve(config, server::Setup::default()).await,
         Command::Worker => {
             telemetry::init_logging(&config.log);
             let token = tokio_util::sync::CancellationToken::new();
@@ -421,16 +445,31 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             rate,
             seconds,
             workers,
+            slow_workers,
+            model_delay_ms,
+            database_url,
+            backend,
         }) => {
             bench_ingress(kodiai_bench::IngressOptions {
                 deliveries,
                 concurrency,
-                rate,
+                rates: rate,
                 paced_secs: seconds,
                 payload_bytes: 20 * 1024,
                 workers,
+                sqlite: backend != BenchBackend::Postgres,
+                postgres_url: (backend != BenchBackend::Sqlite).then_some(database_url),
+                slow_workers,
+                model_delay: std::time::Duration::from_millis(model_delay_ms),
             })
             .await
+        }
+        Command::Bench(BenchCommand::IngressServer) => {
+            let setup = server::Setup {
+                handlers: Some(kodiai_bench::slow_review_handlers(&config)?),
+                ..Default::default()
+            };
+            serve(config, setup).await
         }
         Command::Bench(BenchCommand::ReviewContext { files, runs, model }) => {
             let options = kodiai_bench::review_context::ReviewContextOptions { files, runs, model };
@@ -574,12 +613,13 @@ async fn bench_ingress(options: kodiai_bench::IngressOptions) -> anyhow::Result<
     Ok(())
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+/// `kodiai serve`, and `kodiai bench ingress-server` with its own job handlers.
+async fn serve(config: Config, setup: server::Setup) -> anyhow::Result<()> {
     telemetry::init_logging(&config.log);
     let database = config.database.url.redacted();
     // Before "listening": a SIGTERM right after that line must stop the server gracefully.
     let signal = server::shutdown_signal();
-    let running = server::start(config, server::Setup::default()).await?;
+    let running = server::start(config, setup).await?;
     tracing::info!(addr = %running.addr, database = %database, version = telemetry::VERSION,
         workers = running.state.workers, "listening");
     let token = running.shutdown_token();

@@ -2,6 +2,8 @@
 
 use crate::{Backend, DatabaseLocation, Error, Store};
 
+mod nodelay;
+
 const TABLES: [&str; 10] = [
     "errors",
     "installations",

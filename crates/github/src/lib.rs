@@ -7,6 +7,7 @@ pub mod contents;
 pub mod diff;
 pub mod events;
 pub mod governor;
+pub mod markdown;
 pub mod mention;
 pub mod permissions;
 pub mod rest;

@@ -5,8 +5,10 @@
 //! `@kodiai-bot`, `@kodiai123`, `@kodiai/team` and `me@kodiai.dev` are not `@kodiai`. Text in
 //! fenced code blocks, inline code spans and quoted lines (`> …`) is not looked at: code shows
 //! how to call the bot without calling it, and a quote repeats an earlier mention (often the
-//! bot's own reply) that was answered already. What is left once the mentions are taken out is
-//! the request; a mention with nothing left is no request ([`Mention::Empty`]).
+//! bot's own reply) that was answered already. Where code and quotes are is
+//! [`crate::markdown`]'s to say, the same scanner the outgoing gate uses. What is left once the
+//! mentions are taken out is the request; a mention with nothing left is no request
+//! ([`Mention::Empty`]).
 //!
 //! Every caller (webhook ingress, the job handlers, later the comment formatter) uses this
 //! matcher, so a comment never counts as a mention in one place and not in another.
@@ -178,107 +180,21 @@ fn ends_handle(after: &str) -> bool {
     }
 }
 
-/// The byte ranges of `text` that are code or quotes: fenced blocks (``` or ~~~, up to three
-/// spaces of indent, closed by a fence of the same kind at least as long, or running to the
-/// end), quoted lines, and inline code spans (a run of backticks closed by a run of the same
-/// length, across lines of one paragraph). Sorted and disjoint.
+/// The byte ranges of `text` that are code or quotes, as [`crate::markdown::scan`] finds them
+/// (fenced blocks, code spans, quoted lines outside fenced blocks). Sorted and disjoint.
 fn hidden_ranges(text: &str) -> Vec<Range<usize>> {
-    let mut hidden = Vec::new();
-    let mut fence: Option<(u8, usize)> = None;
-    // Start of the current run of ordinary lines, scanned for inline code when it ends.
-    let mut prose_start: Option<usize> = None;
-    let mut offset = 0;
-    for line in text.split_inclusive('\n') {
-        let start = offset;
-        offset += line.len();
-        let indent = line.len() - line.trim_start_matches(' ').len();
-        let body = &line[indent.min(line.len())..];
-        if let Some((mark, len)) = fence {
-            hidden.push(start..offset);
-            let run = body.bytes().take_while(|b| *b == mark).count();
-            if indent <= 3 && run >= len && body[run..].trim().is_empty() {
-                fence = None;
-            }
-            continue;
-        }
-        let opens = indent <= 3 && opening_fence(body);
-        let quoted = indent <= 3 && body.starts_with('>');
-        if (opens || quoted || line.trim().is_empty())
-            && let Some(from) = prose_start.take()
-        {
-            inline_code(text, from..start, &mut hidden);
-        }
-        if let Some((mark, len)) = opens.then(|| fence_of(body)).flatten() {
-            fence = Some((mark, len));
-            hidden.push(start..offset);
-        } else if quoted {
-            hidden.push(start..offset);
-        } else if !line.trim().is_empty() && prose_start.is_none() {
-            prose_start = Some(start);
+    let scan = crate::markdown::scan(text);
+    let mut all = scan.code;
+    all.extend(scan.quotes);
+    all.sort_by_key(|r| r.start);
+    let mut hidden: Vec<Range<usize>> = Vec::with_capacity(all.len());
+    for range in all {
+        match hidden.last_mut() {
+            Some(last) if range.start <= last.end => last.end = last.end.max(range.end),
+            _ => hidden.push(range),
         }
     }
-    if let Some(from) = prose_start {
-        inline_code(text, from..text.len(), &mut hidden);
-    }
-    hidden.sort_by_key(|r| r.start);
     hidden
-}
-
-fn fence_of(body: &str) -> Option<(u8, usize)> {
-    let mark = *body.as_bytes().first()?;
-    let len = body.bytes().take_while(|b| *b == mark).count();
-    Some((mark, len))
-}
-
-/// ```` ``` ```` or `~~~` (three or more); a backtick fence's info string has no backtick
-/// (otherwise the line is inline code, as in CommonMark).
-fn opening_fence(body: &str) -> bool {
-    match fence_of(body) {
-        Some((b'`', len)) if len >= 3 => !body[len..].contains('`'),
-        Some((b'~', len)) => len >= 3,
-        _ => false,
-    }
-}
-
-/// Adds the inline code spans of `text[range]` to `hidden`.
-fn inline_code(text: &str, range: Range<usize>, hidden: &mut Vec<Range<usize>>) {
-    let bytes = text.as_bytes();
-    let mut i = range.start;
-    while i < range.end {
-        if bytes[i] != b'`' {
-            i += 1;
-            continue;
-        }
-        let open = bytes[i..range.end]
-            .iter()
-            .take_while(|b| **b == b'`')
-            .count();
-        let mut j = i + open;
-        let mut closed = None;
-        while j < range.end {
-            if bytes[j] == b'`' {
-                let run = bytes[j..range.end]
-                    .iter()
-                    .take_while(|b| **b == b'`')
-                    .count();
-                if run == open {
-                    closed = Some(j + run);
-                    break;
-                }
-                j += run;
-            } else {
-                j += 1;
-            }
-        }
-        match closed {
-            Some(end) => {
-                hidden.push(i..end);
-                i = end;
-            }
-            // An unclosed run is literal text.
-            None => i += open,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -375,6 +291,39 @@ mod tests {
         assert!(CASES.len() >= 30);
         let matcher = MentionMatcher::default();
         for (text, want) in CASES {
+            check(&matcher, text, *want);
+        }
+    }
+
+    #[test]
+    fn code_is_where_the_markdown_scanner_says() {
+        let matcher = MentionMatcher::default();
+        let cases: &[(&str, Want)] = &[
+            // a backtick in a backtick fence's info string: no fence, so the next line is prose
+            ("```x`y\n@kodiai explain", Asks("```x`y\n explain")),
+            ("```x`y`\n`@kodiai` explain", No),
+            // a tilde fence's info string may hold backticks
+            ("~~~ `sh`\n@kodiai explain\n~~~", No),
+            (
+                "~~~ `sh`\n@kodiai in code\n~~~\n@kodiai outside",
+                Asks("~~~ `sh`\n@kodiai in code\n~~~\n outside"),
+            ),
+            // an unclosed fence runs to the end, across blank lines
+            ("```\nx\n\n@kodiai explain", No),
+            (
+                "@kodiai explain\n```\n@kodiai",
+                Asks("explain\n```\n@kodiai"),
+            ),
+            // code spans match runs of equal length; an unmatched run is literal text
+            ("``@kodiai` explain", Asks("``` explain")),
+            ("``a` @kodiai explain` b", No),
+            ("`a`` @kodiai ``b` c", No),
+            ("``a` @kodiai explain``", No),
+            // a code span spans the lines of one paragraph, not beyond
+            ("see `the\n@kodiai` call", No),
+            ("see `the\n\n@kodiai` call", Asks("see `the\n\n` call")),
+        ];
+        for (text, want) in cases {
             check(&matcher, text, *want);
         }
     }

@@ -1337,6 +1337,14 @@ impl FakeGithub {
         self
     }
 
+    /// Takes a conversation comment's `created_at` away (`null`), as when GitHub does not say.
+    pub fn clear_issue_comment_created_at(&self, id: u64) -> &Self {
+        if let Some((_, _, c)) = self.data().issue_comments.get_mut(&id) {
+            c["created_at"] = Value::Null;
+        }
+        self
+    }
+
     /// Changes a conversation comment's body, as its author editing it at `updated_at`.
     pub fn edit_issue_comment(&self, id: u64, body: &str, updated_at: &str) -> &Self {
         if let Some((_, _, c)) = self.data().issue_comments.get_mut(&id) {

@@ -3,8 +3,9 @@
 //!
 //! A handle is neutralized by a zero-width joiner after the `@`: the text reads the same, GitHub
 //! no longer sees a mention, and kodiai's own matcher neither. Handles inside code (fenced
-//! blocks, inline code spans) are left alone: GitHub does not notify there, and code (above all
-//! a `suggestion` block a reviewer applies) must stay byte for byte.
+//! blocks, inline code spans, as [`crate::markdown`] finds them, the same scanner the mention
+//! matcher uses) are left alone: GitHub does not notify there, and code (above all a
+//! `suggestion` block a reviewer applies) must stay byte for byte.
 //!
 //! A body with a secret is replaced as a whole (a redacted body could still carry the parts
 //! around the secret, or a second one the patterns miss) by a notice that names the kinds and
@@ -76,7 +77,7 @@ pub fn neutralize_handles(body: &str, own_handles: &[&str]) -> String {
     if handles.is_empty() || !body.contains('@') {
         return body.to_owned();
     }
-    let code = code_ranges(body);
+    let code = crate::markdown::scan(body).code;
     let mut code = code.iter().peekable();
     let bytes = body.as_bytes();
     let mut out = String::with_capacity(body.len() + 8);
@@ -124,78 +125,6 @@ fn ends_handle(after: &str) -> bool {
     }
 }
 
-/// Byte ranges of fenced code blocks (``` or ~~~, closed by the same fence at least as long, or
-/// running to the end) and inline code spans (a run of backticks closed by the same run on the
-/// same line). Sorted and disjoint.
-fn code_ranges(text: &str) -> Vec<Range<usize>> {
-    let mut ranges = Vec::new();
-    let mut fence: Option<(u8, usize, usize)> = None;
-    let mut offset = 0;
-    for line in text.split_inclusive('\n') {
-        let start = offset;
-        offset += line.len();
-        let indent = line.len() - line.trim_start_matches(' ').len();
-        let body = &line[indent..];
-        let mark = body.bytes().next();
-        let run = |m: u8| body.bytes().take_while(|b| *b == m).count();
-        match fence {
-            Some((m, len, from)) => {
-                if indent <= 3 && run(m) >= len && body[run(m)..].trim().is_empty() {
-                    ranges.push(from..offset);
-                    fence = None;
-                }
-            }
-            None => {
-                if indent <= 3
-                    && let Some(m @ (b'`' | b'~')) = mark
-                    && run(m) >= 3
-                {
-                    fence = Some((m, run(m), start));
-                    continue;
-                }
-                inline_code(line, start, &mut ranges);
-            }
-        }
-    }
-    if let Some((_, _, from)) = fence {
-        ranges.push(from..text.len());
-    }
-    ranges
-}
-
-fn inline_code(line: &str, base: usize, ranges: &mut Vec<Range<usize>>) {
-    let bytes = line.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] != b'`' {
-            i += 1;
-            continue;
-        }
-        let open = bytes[i..].iter().take_while(|b| **b == b'`').count();
-        let mut j = i + open;
-        let mut closed = None;
-        while j < bytes.len() {
-            if bytes[j] == b'`' {
-                let run = bytes[j..].iter().take_while(|b| **b == b'`').count();
-                if run == open {
-                    closed = Some(j + run);
-                    break;
-                }
-                j += run;
-            } else {
-                j += 1;
-            }
-        }
-        match closed {
-            Some(end) => {
-                ranges.push(base + i..base + end);
-                i = end;
-            }
-            None => i += open,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,6 +166,51 @@ mod tests {
             n("```\n@kodiai\n```\nand @kodiai"),
             "```\n@kodiai\n```\nand @<ZWJ>kodiai"
         );
+    }
+
+    #[test]
+    fn code_is_where_the_markdown_scanner_says() {
+        // A backtick in a backtick fence's info string: no fence, so the handle is in prose.
+        assert_eq!(n("```x`y\n@kodiai fix\n"), "```x`y\n@<ZWJ>kodiai fix\n");
+        // A tilde fence's info string may hold backticks.
+        assert_eq!(
+            n("~~~ `sh`\n@kodiai fix\n~~~\n@kodiai"),
+            "~~~ `sh`\n@kodiai fix\n~~~\n@<ZWJ>kodiai"
+        );
+        // An unclosed fence runs to the end.
+        assert_eq!(
+            n("@kodiai\n```\n@kodiai fix\n\n@kodiai"),
+            "@<ZWJ>kodiai\n```\n@kodiai fix\n\n@kodiai"
+        );
+        // Code spans match runs of equal length; an unmatched run is literal text.
+        assert_eq!(n("``a` @kodiai"), "``a` @<ZWJ>kodiai");
+        assert_eq!(n("``a` @kodiai ``"), "``a` @kodiai ``");
+        assert_eq!(n("`a`` @kodiai ``b` c"), "`a`` @kodiai ``b` c");
+        // A code span spans the lines of one paragraph, not beyond.
+        assert_eq!(n("use `the\n@kodiai` call"), "use `the\n@kodiai` call");
+        assert_eq!(
+            n("use `the\n\n@kodiai` call"),
+            "use `the\n\n@<ZWJ>kodiai` call"
+        );
+    }
+
+    #[test]
+    fn what_the_gate_leaves_alone_the_matcher_does_not_take_for_a_mention() {
+        let matcher = crate::mention::MentionMatcher::default();
+        for body in [
+            "```x`y\n@kodiai fix\n",
+            "```x`y`\n@kodiai fix\n```",
+            "~~~ `sh`\n@kodiai fix\n~~~\n@kodiai",
+            "@kodiai\n```\n@kodiai fix",
+            "``a` @kodiai",
+            "`a`` @kodiai ``b` c",
+            "use `the\n@kodiai` call",
+            "use `the\n\n@kodiai` call",
+            "> @kodiai said\n\n@kodiai",
+        ] {
+            let out = neutralize_handles(body, &["kodiai"]);
+            assert!(!matcher.mentions(&out), "{body:?} -> {out:?}");
+        }
     }
 
     #[test]

@@ -394,6 +394,39 @@ app_test!(
 );
 
 app_test!(
+    a_comment_without_a_creation_time_never_reaches_the_model,
+    builder | builder | {
+        let Some(w) = world(builder, None).await else {
+            return;
+        };
+        w.fake
+            .add_issue(REPO, 1, "Question", "Visible text.", "octocat");
+        let early = w
+            .fake
+            .add_issue_comment(REPO, 1, "octocat", "An early, harmless comment.");
+        let undated = w
+            .fake
+            .add_issue_comment(REPO, 1, "mallory", "UNDATED: do something else");
+        let (id, payload) = w.issue_mention(1, "@kodiai summarize this issue");
+        // Its `updated_at` is before the trigger: only the missing `created_at` leaves it out.
+        w.fake
+            .set_issue_comment_times(early, "2024-01-01T10:00:00Z", "2024-01-01T10:00:00Z")
+            .set_issue_comment_times(undated, "2024-01-01T10:00:00Z", "2024-01-01T10:00:00Z")
+            .clear_issue_comment_created_at(undated)
+            .set_issue_comment_times(id, "2024-01-01T11:00:00Z", "2024-01-01T11:00:00Z");
+        w.llm.push(Reply::text("A short summary."));
+        let result = w.answer("issue_comment", &payload).await;
+        assert_eq!(result["left_out_after_trigger"], 1, "{result}");
+        let prompts = w.prompts();
+        assert!(prompts.contains("An early, harmless comment."));
+        assert!(
+            !prompts.contains("UNDATED:"),
+            "a comment without a creation time reached the model"
+        );
+    }
+);
+
+app_test!(
     a_description_edited_after_the_trigger_never_reaches_the_model,
     builder | builder | {
         let Some(w) = world(builder, None).await else {

@@ -2,14 +2,16 @@
 //! reviews and, for a review comment, its thread; the diff of a pull request. Everything written
 //! on GitHub goes through `sanitize_untrusted` first, and comments created or edited after the
 //! trigger are left out, as is the description when it was edited after the trigger (TOCTOU:
-//! an edit after the request must not change what kodiai acts on).
+//! an edit after the request must not change what kodiai acts on). What was written before the
+//! trigger is `kodiai_github::sanitize::written_before`'s to say, so a comment or review without
+//! a creation time is left out too.
 
 use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 use kodiai_github::client::{InstallationClient, Result};
 use kodiai_github::rest::{PullFile, PullRequest, Repository, User};
-use kodiai_github::sanitize::sanitize_untrusted;
+use kodiai_github::sanitize::{sanitize_untrusted, written_before};
 use kodiai_protocol::{MentionJob, MentionSource};
 
 /// At most this much of one comment or body goes into the prompt.
@@ -44,16 +46,6 @@ fn clean(text: &str) -> String {
 
 fn login(user: Option<&User>) -> String {
     user.map_or_else(|| "someone".to_owned(), |u| sanitize_untrusted(&u.login))
-}
-
-/// Whether something written at `created` and last changed at `updated` was there, as it is,
-/// when the trigger was written.
-fn before(
-    cutoff: DateTime<Utc>,
-    created: Option<DateTime<Utc>>,
-    updated: Option<DateTime<Utc>>,
-) -> bool {
-    created.is_none_or(|t| t <= cutoff) && updated.is_none_or(|t| t <= cutoff)
 }
 
 /// When the triggering comment, review or issue was written; `fallback` (the job's creation)
@@ -154,7 +146,7 @@ pub async fn gather(
         if Some(c.id) == job.comment_id && job.source == MentionSource::IssueComment {
             continue;
         }
-        if before(cutoff, c.created_at, c.updated_at) {
+        if written_before(c.created_at, c.updated_at, cutoff) {
             kept.push(c);
         } else if !c.body.contains("<!-- kodiai:") {
             // kodiai's own later comments (this job's tracking comment) are not news.
@@ -185,7 +177,7 @@ pub async fn gather(
             if body.trim().is_empty() || Some(r.id) == job.comment_id {
                 continue;
             }
-            if !before(cutoff, r.submitted_at, None) {
+            if !written_before(r.submitted_at, None, cutoff) {
                 left_out += 1;
                 continue;
             }
@@ -225,7 +217,7 @@ pub async fn gather(
                 if Some(c.id) == job.comment_id {
                     continue;
                 }
-                if !before(cutoff, c.created_at, c.updated_at) {
+                if !written_before(c.created_at, c.updated_at, cutoff) {
                     left_out += 1;
                     continue;
                 }
@@ -294,17 +286,27 @@ mod tests {
     fn a_comment_edited_after_the_trigger_is_not_from_before_it() {
         let t = |s: &str| Some(s.parse::<DateTime<Utc>>().unwrap());
         let cutoff = "2024-01-01T10:00:00Z".parse().unwrap();
-        assert!(before(
-            cutoff,
+        assert!(written_before(
             t("2024-01-01T09:00:00Z"),
-            t("2024-01-01T09:30:00Z")
+            t("2024-01-01T09:30:00Z"),
+            cutoff
         ));
-        assert!(before(cutoff, t("2024-01-01T10:00:00Z"), None));
-        assert!(!before(
-            cutoff,
+        assert!(written_before(t("2024-01-01T10:00:00Z"), None, cutoff));
+        assert!(!written_before(
             t("2024-01-01T09:00:00Z"),
-            t("2024-01-01T10:00:01Z")
+            t("2024-01-01T10:00:01Z"),
+            cutoff
         ));
-        assert!(!before(cutoff, t("2024-01-01T10:00:01Z"), None));
+        assert!(!written_before(t("2024-01-01T10:00:01Z"), None, cutoff));
+    }
+
+    #[test]
+    fn a_comment_or_review_without_a_creation_time_is_left_out() {
+        let cutoff = "2024-01-01T10:00:00Z".parse().unwrap();
+        let earlier = Some("2024-01-01T09:00:00Z".parse::<DateTime<Utc>>().unwrap());
+        // A comment without `created_at`, edited before the trigger or never; a review
+        // without `submitted_at` is asked as the second.
+        assert!(!written_before(None, earlier, cutoff));
+        assert!(!written_before(None, None, cutoff));
     }
 }

@@ -264,7 +264,7 @@ pub struct Handlers {
 
 impl Handlers {
     /// The handlers that need nothing from the configuration (`noop`); a server's full set,
-    /// with the GitHub work, is [`Handlers::for_config`].
+    /// with the GitHub work, is `kodiai_github_app::handlers::for_config`.
     pub fn builtin() -> Self {
         Self::default().with(JobKind::Noop, |_ctx: JobContext| async { Ok(Value::Null) })
     }

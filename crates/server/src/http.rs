@@ -35,7 +35,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::ingress::{DeliveryWriter, Ingress};
 use crate::telemetry::{VERSION, render_metrics};
 pub use auth::AdminAuth;
-pub use error::{ApiError, ApiJson, ApiQuery};
+pub use error::{ApiError, ApiJson};
 use kodiai_runtime::config::Config;
 use kodiai_runtime::jobs::Clock;
 pub use middleware::RequestId;

@@ -3,9 +3,9 @@
 //! [`Ingress::route`] decides from the payload alone, without any call out (the answer to
 //! GitHub must not wait): a review or mention job, a registry change (installations and their
 //! repositories), a record kept for later (CI events), or nothing, with the reason. The App's
-//! own events and bots (unless allowed) never make a job. [`Ingress::accept`] then stores the
-//! delivery with its job or registry change in one transaction; a delivery id seen before
-//! changes nothing. Slow checks (the sender's permission, `.kodiai.yml`) belong to the jobs.
+//! own events and bots (unless allowed) never make a job. The [`DeliveryWriter`] then stores the
+//! delivery with its job or registry change in one transaction (with the others of its group); a
+//! delivery id seen before changes nothing. Slow checks (the sender's permission, `.kodiai.yml`) belong to the jobs.
 
 use chrono::{DateTime, Utc};
 use kodiai_github::events::{

@@ -1,5 +1,5 @@
 //! Real git for tests: bare repositories built in a temp folder and served over smart HTTP with
-//! Basic auth by a token ([`GitHttpServer`]: `git http-backend` behind an axum CGI bridge,
+//! Basic auth by a token ([`GitHttpServer`]: `git http-backend` behind a hyper CGI bridge,
 //! in-process), so that tests fetch and push exactly as against GitHub; and
 //! [`assert_secret_absent`], the search for a token in folders and captured logs.
 

@@ -4,8 +4,8 @@
 //! request is reviewed now (`review.enabled`, `review.on`, `skip_drafts`, `skip_authors`).
 //! Then the review: [`pipeline`] (context, worktree, agent, one review, idempotence,
 //! incremental), [`post`] (placing, de-duplicating and posting the findings, the markers),
-//! [`failure`] (the one comment a failed review leaves, from [`ReviewHandler`]'s failure hook),
-//! [`git`] (diffs between commits, also for `kodiai review`).
+//! [`failure`] (the one comment a failed review leaves, from [`ReviewHandler`]'s failure hook);
+//! the diffs between commits are [`crate::context::git`]'s, also for `kodiai review`.
 
 mod failure;
 mod pipeline;

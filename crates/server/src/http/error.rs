@@ -6,8 +6,7 @@
 //! body `{error, message, request_id}`.
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::request::Parts;
+use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use kodiai_protocol::ErrorCode;
@@ -130,27 +129,9 @@ impl<T: serde::Serialize> IntoResponse for ApiJson<T> {
     }
 }
 
-/// `axum::extract::Query` whose rejections are API errors: 422 naming the parameter and what
-/// was wrong (an unknown parameter, a duplicate, a value of the wrong type). Query strings have
-/// no syntax errors to speak of: every failure is one of values.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ApiQuery<T>(pub T);
-
-impl<T, S> FromRequestParts<S> for ApiQuery<T>
-where
-    T: serde::de::DeserializeOwned,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
-            Ok(axum::extract::Query(value)) => Ok(Self(value)),
-            Err(rejection) => Err(query_rejection(&rejection)),
-        }
-    }
-}
-
+/// A query string's rejection as an API error: 422 naming the parameter and what was wrong (an
+/// unknown parameter, a duplicate, a value of the wrong type). Query strings have no syntax
+/// errors to speak of: every failure is one of values.
 pub(super) fn query_rejection(rejection: &QueryRejection) -> ApiError {
     let message = match rejection {
         QueryRejection::FailedToDeserializeQueryString(e) => {

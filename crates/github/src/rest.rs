@@ -2,6 +2,7 @@
 //! of GitHub's answer that kodiai reads (serde ignores the rest, so new fields never break us).
 
 use reqwest::Method;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::client::{InstallationClient, Result, body};
@@ -219,13 +220,38 @@ pub struct FileContent {
 }
 
 impl InstallationClient {
+    /// `GET` of one resource.
+    async fn get_one<T: DeserializeOwned>(&self, route: &'static str, path: &[&str]) -> Result<T> {
+        self.request(self.call(Method::GET, route, path)).await
+    }
+
+    /// `GET` of every page of a list, `max` items at most.
+    async fn get_all<T: DeserializeOwned>(
+        &self,
+        route: &'static str,
+        path: &[&str],
+        max: usize,
+    ) -> Result<Vec<T>> {
+        self.paginate(self.call(Method::GET, route, path), max)
+            .await
+    }
+
+    /// A `POST` or `PATCH` whose `body` is text kodiai wrote, passed through [`Self::gate`].
+    async fn send_body<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        route: &'static str,
+        path: &[&str],
+        text: &str,
+    ) -> Result<T> {
+        let mut call = self.call(method, route, path);
+        call.body = Some(serde_json::json!({ "body": self.gate(text) }));
+        self.request(call).await
+    }
+
     pub async fn get_repository(&self, owner: &str, repo: &str) -> Result<Repository> {
-        self.request(self.call(
-            Method::GET,
-            "/repos/{owner}/{repo}",
-            &["repos", owner, repo],
-        ))
-        .await
+        self.get_one("/repos/{owner}/{repo}", &["repos", owner, repo])
+            .await
     }
 
     pub async fn create_issue_comment(
@@ -236,13 +262,13 @@ impl InstallationClient {
         text: &str,
     ) -> Result<Comment> {
         let n = number.to_string();
-        let mut call = self.call(
+        self.send_body(
             Method::POST,
             "/repos/{owner}/{repo}/issues/{number}/comments",
             &["repos", owner, repo, "issues", &n, "comments"],
-        );
-        call.body = Some(serde_json::json!({ "body": self.gate(text) }));
-        self.request(call).await
+            text,
+        )
+        .await
     }
 
     pub async fn update_issue_comment(
@@ -253,13 +279,13 @@ impl InstallationClient {
         text: &str,
     ) -> Result<Comment> {
         let id = comment_id.to_string();
-        let mut call = self.call(
+        self.send_body(
             Method::PATCH,
             "/repos/{owner}/{repo}/issues/comments/{comment_id}",
             &["repos", owner, repo, "issues", "comments", &id],
-        );
-        call.body = Some(serde_json::json!({ "body": self.gate(text) }));
-        self.request(call).await
+            text,
+        )
+        .await
     }
 
     /// Every comment of an issue or pull request (its conversation, not review comments).
@@ -270,12 +296,12 @@ impl InstallationClient {
         number: u64,
     ) -> Result<Vec<Comment>> {
         let n = number.to_string();
-        let call = self.call(
-            Method::GET,
+        self.get_all(
             "/repos/{owner}/{repo}/issues/{number}/comments",
             &["repos", owner, repo, "issues", &n, "comments"],
-        );
-        self.paginate(call, MAX_ISSUE_COMMENTS).await
+            MAX_ISSUE_COMMENTS,
+        )
+        .await
     }
 
     /// A reaction (`+1`, `eyes`, `rocket`, …). GitHub answers 200 when it already exists.
@@ -314,11 +340,10 @@ impl InstallationClient {
 
     pub async fn get_pull(&self, owner: &str, repo: &str, number: u64) -> Result<PullRequest> {
         let n = number.to_string();
-        self.request(self.call(
-            Method::GET,
+        self.get_one(
             "/repos/{owner}/{repo}/pulls/{number}",
             &["repos", owner, repo, "pulls", &n],
-        ))
+        )
         .await
     }
 
@@ -330,12 +355,12 @@ impl InstallationClient {
         number: u64,
     ) -> Result<Vec<PullFile>> {
         let n = number.to_string();
-        let call = self.call(
-            Method::GET,
+        self.get_all(
             "/repos/{owner}/{repo}/pulls/{number}/files",
             &["repos", owner, repo, "pulls", &n, "files"],
-        );
-        self.paginate(call, MAX_PULL_FILES).await
+            MAX_PULL_FILES,
+        )
+        .await
     }
 
     pub async fn list_pull_commits(
@@ -345,12 +370,12 @@ impl InstallationClient {
         number: u64,
     ) -> Result<Vec<PullCommit>> {
         let n = number.to_string();
-        let call = self.call(
-            Method::GET,
+        self.get_all(
             "/repos/{owner}/{repo}/pulls/{number}/commits",
             &["repos", owner, repo, "pulls", &n, "commits"],
-        );
-        self.paginate(call, MAX_PULL_COMMITS).await
+            MAX_PULL_COMMITS,
+        )
+        .await
     }
 
     /// One review with all its inline comments (`POST /pulls/{n}/reviews`).
@@ -387,15 +412,15 @@ impl InstallationClient {
     ) -> Result<Comment> {
         let n = number.to_string();
         let id = comment_id.to_string();
-        let mut call = self.call(
+        self.send_body(
             Method::POST,
             "/repos/{owner}/{repo}/pulls/{number}/comments/{comment_id}/replies",
             &[
                 "repos", owner, repo, "pulls", &n, "comments", &id, "replies",
             ],
-        );
-        call.body = Some(serde_json::json!({ "body": self.gate(text) }));
-        self.request(call).await
+            text,
+        )
+        .await
     }
 
     /// Check runs of a commit (first 100, which is all a prompt needs).
@@ -420,11 +445,10 @@ impl InstallationClient {
         repo: &str,
         git_ref: &str,
     ) -> Result<CombinedStatus> {
-        self.request(self.call(
-            Method::GET,
+        self.get_one(
             "/repos/{owner}/{repo}/commits/{ref}/status",
             &["repos", owner, repo, "commits", git_ref, "status"],
-        ))
+        )
         .await
     }
 }
@@ -468,11 +492,10 @@ pub enum TextFileAt {
 impl InstallationClient {
     pub async fn get_issue(&self, owner: &str, repo: &str, number: u64) -> Result<Issue> {
         let n = number.to_string();
-        self.request(self.call(
-            Method::GET,
+        self.get_one(
             "/repos/{owner}/{repo}/issues/{number}",
             &["repos", owner, repo, "issues", &n],
-        ))
+        )
         .await
     }
 

@@ -100,11 +100,10 @@ impl InstallationClient {
 
     pub async fn get_issue_comment(&self, owner: &str, repo: &str, id: u64) -> Result<Comment> {
         let id = id.to_string();
-        self.request(self.call(
-            Method::GET,
+        self.get_one(
             "/repos/{owner}/{repo}/issues/comments/{comment_id}",
             &["repos", owner, repo, "issues", "comments", &id],
-        ))
+        )
         .await
     }
 
@@ -115,11 +114,10 @@ impl InstallationClient {
         id: u64,
     ) -> Result<ReviewComment> {
         let id = id.to_string();
-        self.request(self.call(
-            Method::GET,
+        self.get_one(
             "/repos/{owner}/{repo}/pulls/comments/{comment_id}",
             &["repos", owner, repo, "pulls", "comments", &id],
-        ))
+        )
         .await
     }
 
@@ -131,13 +129,13 @@ impl InstallationClient {
         text: &str,
     ) -> Result<ReviewComment> {
         let id = id.to_string();
-        let mut call = self.call(
+        self.send_body(
             Method::PATCH,
             "/repos/{owner}/{repo}/pulls/comments/{comment_id}",
             &["repos", owner, repo, "pulls", "comments", &id],
-        );
-        call.body = Some(serde_json::json!({ "body": self.gate(text) }));
-        self.request(call).await
+            text,
+        )
+        .await
     }
 
     /// Every review-thread comment of a pull request.
@@ -148,12 +146,12 @@ impl InstallationClient {
         number: u64,
     ) -> Result<Vec<ReviewComment>> {
         let n = number.to_string();
-        let call = self.call(
-            Method::GET,
+        self.get_all(
             "/repos/{owner}/{repo}/pulls/{number}/comments",
             &["repos", owner, repo, "pulls", &n, "comments"],
-        );
-        self.paginate(call, MAX_REVIEW_ITEMS).await
+            MAX_REVIEW_ITEMS,
+        )
+        .await
     }
 
     pub async fn list_reviews(
@@ -163,12 +161,12 @@ impl InstallationClient {
         number: u64,
     ) -> Result<Vec<ReviewBody>> {
         let n = number.to_string();
-        let call = self.call(
-            Method::GET,
+        self.get_all(
             "/repos/{owner}/{repo}/pulls/{number}/reviews",
             &["repos", owner, repo, "pulls", &n, "reviews"],
-        );
-        self.paginate(call, MAX_REVIEW_ITEMS).await
+            MAX_REVIEW_ITEMS,
+        )
+        .await
     }
 
     pub async fn get_review(
@@ -179,11 +177,10 @@ impl InstallationClient {
         id: u64,
     ) -> Result<ReviewBody> {
         let (n, id) = (number.to_string(), id.to_string());
-        self.request(self.call(
-            Method::GET,
+        self.get_one(
             "/repos/{owner}/{repo}/pulls/{number}/reviews/{review_id}",
             &["repos", owner, repo, "pulls", &n, "reviews", &id],
-        ))
+        )
         .await
     }
 

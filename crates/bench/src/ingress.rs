@@ -133,13 +133,8 @@ pub async fn ingress(exe: &Path, options: &IngressOptions) -> anyhow::Result<Str
             if slow && model.is_none() {
                 continue;
             }
-            let db = match backend {
-                Backend::Sqlite if options.sqlite => BenchDb::sqlite()?,
-                Backend::Postgres => match postgres {
-                    Some(url) => BenchDb::postgres(url).await?,
-                    None => continue,
-                },
-                Backend::Sqlite => continue,
+            let Some(db) = BenchDb::measured(backend, options.sqlite, postgres).await? else {
+                continue;
             };
             let model = if slow { model.as_ref() } else { None };
             let run = server_run(exe, &db, backend, model, options, &deliveries).await;

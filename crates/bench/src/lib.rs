@@ -218,13 +218,8 @@ pub async fn queue(options: &QueueOptions) -> anyhow::Result<String> {
     let mut samples = Vec::new();
     for backend in [Backend::Sqlite, Backend::Postgres] {
         for &workers in &options.workers {
-            let db = match backend {
-                Backend::Sqlite if options.sqlite => BenchDb::sqlite()?,
-                Backend::Postgres => match postgres {
-                    Some(url) => BenchDb::postgres(url).await?,
-                    None => continue,
-                },
-                Backend::Sqlite => continue,
+            let Some(db) = BenchDb::measured(backend, options.sqlite, postgres).await? else {
+                continue;
             };
             let result = queue_run(&db, backend, workers.max(1), options, &settings).await;
             db.drop_database().await;
@@ -490,6 +485,20 @@ struct BenchDb {
 }
 
 impl BenchDb {
+    /// A fresh database of `backend` when it is measured (SQLite when `sqlite`, PostgreSQL when
+    /// its server `postgres` was reachable); `None` when it is not.
+    async fn measured(
+        backend: Backend,
+        sqlite: bool,
+        postgres: Option<&str>,
+    ) -> anyhow::Result<Option<Self>> {
+        Ok(match (backend, postgres) {
+            (Backend::Sqlite, _) if sqlite => Some(Self::sqlite()?),
+            (Backend::Postgres, Some(url)) => Some(Self::postgres(url).await?),
+            _ => None,
+        })
+    }
+
     fn sqlite() -> anyhow::Result<Self> {
         let dir = tempfile::tempdir().context("creating a folder for the SQLite file")?;
         Ok(Self {
